@@ -1,0 +1,98 @@
+"""Stage `ingest_pairs`: a user pair file or the benchmark pool → the normalised pair table."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from tasks.artifacts import PAIRS_FILE, data_digest, write_table
+from tasks.stages import pipeline_task, run_stage
+from tasks.store import Store
+from trans_encoder_core.benchmarks import TASKS, training_pool
+from trans_encoder_core.errors import InputDataError
+from trans_encoder_core.pairs import read_pairs
+
+POOL_TASKS = {"transductive": TASKS, "inductive": TASKS, "stsb": ("stsb",)}
+
+
+def read_source_bytes(uri: str) -> bytes:
+    """Bytes of a user file given as a path or any fsspec URL, with a clear error if it is missing."""
+    try:
+        with fsspec.open(uri, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError as exc:
+        raise InputDataError(
+            f"Pair file {uri} does not exist; check the path or URL passed as --pairs.", source=uri
+        ) from exc
+    except IsADirectoryError as exc:
+        raise InputDataError(f"Pair file {uri} is a folder; pass a file.", source=uri) from exc
+
+
+def subsample(table: Any, max_pairs: int | None, seed: int) -> Any:
+    """A seeded random subset of at most `max_pairs` rows (all rows when None)."""
+    if max_pairs is None or table.num_rows <= max_pairs:
+        return table
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(table.num_rows, size=max_pairs, replace=False))
+    return table.take(keep)
+
+
+def _ingest_file(store: Store, source: dict[str, Any]) -> dict[str, Any]:
+    data = read_source_bytes(source["uri"])
+    inputs = {"file": hashlib.sha256(data).hexdigest()}
+    options = {
+        k: source[k]
+        for k in ("format", "sentence1_column", "sentence2_column", "on_invalid", "max_pairs", "seed")
+    }
+
+    def compute(folder: Path, key: str) -> dict[str, Any]:
+        import io
+
+        result = read_pairs(
+            io.BytesIO(data),
+            name=source["uri"],
+            format=options["format"],
+            sentence1_column=options["sentence1_column"],
+            sentence2_column=options["sentence2_column"],
+            on_invalid=options["on_invalid"],
+        )
+        table = subsample(result.table, options["max_pairs"], options["seed"])
+        write_table(table, folder, PAIRS_FILE, {"stage": "ingest_pairs", "source": source["uri"], "key": key})
+        return {
+            "n_pairs": table.num_rows,
+            "n_rows": result.n_rows,
+            "n_duplicates": result.n_duplicates,
+            "n_dropped": result.n_dropped,
+            "source": source["uri"],
+        }
+
+    return run_stage(store, "ingest_pairs", 0, {"kind": "file", **options}, inputs, compute)
+
+
+def _ingest_benchmark(store: Store, source: dict[str, Any]) -> dict[str, Any]:
+    root, pool = source["data"], source["pool"]
+    tasks = POOL_TASKS[pool]
+    inputs = {"data": data_digest(root, tasks)}
+    options = {"pool": pool, "max_pairs": source["max_pairs"], "seed": source["seed"]}
+
+    def compute(folder: Path, key: str) -> dict[str, Any]:
+        mode = "inductive" if pool == "inductive" else "transductive"
+        table, stats = training_pool(root, mode=mode, tasks=tasks)
+        table = subsample(table, options["max_pairs"], options["seed"])
+        write_table(table, folder, PAIRS_FILE, {"stage": "ingest_pairs", "pool": pool, "key": key})
+        return {"n_pairs": table.num_rows, "pool_stats": stats}
+
+    return run_stage(store, "ingest_pairs", 0, {"kind": "benchmark", **options}, inputs, compute)
+
+
+@pipeline_task
+def ingest_pairs(store_root: str, source: dict[str, Any]) -> dict[str, Any]:
+    """Normalise, deduplicate and store the unlabeled pair pool (algorithm.md §1.3)."""
+    store = Store(store_root)
+    if source["kind"] == "file":
+        return _ingest_file(store, source)
+    return _ingest_benchmark(store, source)

@@ -1,0 +1,138 @@
+"""The pipeline's stages as Prefect tasks: each reads inputs by URI, calls one core function, and
+commits one write-once artifact keyed by everything that determines it (conventions.md §5).
+
+A stage key hashes: the stage name, `STAGE_CODE_VERSION`, the stage's config, and the content digests
+of its inputs. Before computing, a stage looks for a committed, checksum-verified artifact under its
+key in the store; if there is one it returns it as *cached* without loading any model. The store is
+the source of truth, so caching survives new processes, new machines and new Prefect databases.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.store import Store, digest_json
+
+logger = logging.getLogger("trans_encoder.tasks")
+
+STAGE_CODE_VERSION = "1"
+FAULT_ENV = "TRANS_ENCODER_FAULT"  # fault injection for resilience tests: "stage:cycle[:kill]"
+
+
+def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
+    """The cache key of a stage: 24 hex digits over code version, config and input digests."""
+    payload = {"stage": stage, "code": STAGE_CODE_VERSION, "config": config, "inputs": inputs}
+    return digest_json(payload)[:24]
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - outside a run (plain function call in tests)
+        return logger
+
+
+def injected_fault(stage: str, cycle: int) -> str | None:
+    """The fault requested for this stage by `TRANS_ENCODER_FAULT`, if any ("raise" or "kill")."""
+    spec = os.environ.get(FAULT_ENV, "")
+    for item in filter(None, spec.split(",")):
+        parts = item.split(":")
+        if parts[0] == stage and int(parts[1]) == cycle:
+            return parts[2] if len(parts) > 2 else "raise"
+    return None
+
+
+def kill_self() -> None:
+    """SIGKILL this process (fault injection: a machine dying mid-stage)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_stage(
+    store: Store,
+    stage: str,
+    cycle: int,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    compute: Callable[[Path, str], dict[str, Any]],
+    *,
+    after_commit: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Return the stage's committed artifact, computing and committing it only if it is missing.
+
+    `compute(folder, key)` writes the output files into `folder` and returns a small metrics dict;
+    `after_commit(key)` runs once the artifact is committed (e.g. to drop training checkpoints).
+    """
+    key = stage_key(stage, config, inputs)
+    uri = store.uri("stages", stage, key)
+    log = _run_logger()
+    start = time.perf_counter()
+    art = store.verify(uri)
+    cached = art is not None
+    if art is None:
+        if injected_fault(stage, cycle) == "raise":
+            raise RuntimeError(f"injected failure in stage {stage} of cycle {cycle} ({FAULT_ENV})")
+        log.info("stage %s (cycle %d): computing %s", stage, cycle, uri)
+        with tempfile.TemporaryDirectory(prefix=f"te-{stage}-") as tmp:
+            metrics = compute(Path(tmp), key)
+            meta = {
+                "stage": stage,
+                "cycle": cycle,
+                "config": config,
+                "inputs": inputs,
+                "metrics": metrics,
+                "code_version": STAGE_CODE_VERSION,
+            }
+            art = store.commit_dir(Path(tmp), uri, meta)
+        if after_commit is not None:
+            after_commit(key)
+    else:
+        log.info("stage %s (cycle %d): cached at %s", stage, cycle, uri)
+    return {
+        "name": stage,
+        "cycle": cycle,
+        "uri": art.uri,
+        "digest": art.digest,
+        "cached": cached,
+        "seconds": round(time.perf_counter() - start, 3),
+        "metrics": art.meta.get("metrics", {}),
+    }
+
+
+def pipeline_task(fn: Callable[..., dict[str, Any]]) -> Any:
+    """Wrap a stage function as a Prefect task: no Prefect-side cache (the store is the cache),
+    retries for transient storage errors, and a readable run name."""
+    return task(
+        fn,
+        name=fn.__name__,
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=2,
+        retry_delay_seconds=[2, 10],
+        retry_condition_fn=_retry_transient,
+        task_run_name=f"{fn.__name__}[cycle {{cycle}}]"
+        if "cycle" in fn.__code__.co_varnames
+        else fn.__name__,
+    )
+
+
+def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry I/O errors (storage hiccups), never bad input or injected failures."""
+    try:
+        state.result()
+    except (OSError, TimeoutError, ConnectionError) as exc:
+        return not isinstance(exc, FileNotFoundError | PermissionError)
+    except Exception:  # noqa: BLE001
+        return False
+    return False

@@ -1,0 +1,249 @@
+"""Object storage for stage outputs: one fsspec root, write-once artifacts, atomic commits.
+
+Every stage output is an *artifact*: a folder of files under the store root plus a commit marker
+`_COMMIT.json` that records each file's size and sha256 and the stage's metadata. A folder without a
+valid marker is never taken as finished:
+- on a local file system the folder is assembled under a temporary name and renamed into place with
+  the marker inside (the rename is the commit);
+- on object stores (S3, memory) the files are uploaded first and the marker last.
+A committed artifact is never overwritten: a second writer of the same key keeps the first copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from trans_encoder_core.errors import TransEncoderError
+
+logger = logging.getLogger(__name__)
+
+COMMIT_FILE = "_COMMIT.json"
+SUPPORTED_SCHEMES = ("file", "local", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs")
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
+CACHE_ENV = "TRANS_ENCODER_CACHE"
+
+
+class StoreError(TransEncoderError, ValueError):
+    """A store URL, key or stored object is not usable."""
+
+
+def safe_segment(value: str, what: str) -> str:
+    """Validate one path segment (a run name, a file name): no separators, no '..', no absolute paths."""
+    if not _SEGMENT.match(value) or value in (".", ".."):
+        raise StoreError(
+            f"Store expects {what} made of letters, digits, '.', '_', '=' or '-' (not starting with '.' "
+            f"and without '/'), got {value!r}; rename it so it cannot escape the store root."
+        )
+    return value
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def digest_json(data: Any) -> str:
+    """sha256 of a canonical JSON encoding."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A committed stage output: its URI, the digest of its file manifest, and its metadata."""
+
+    uri: str
+    digest: str
+    meta: dict[str, Any]
+
+
+class Store:
+    """A store root given as a local path or any supported fsspec URL."""
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None) -> None:
+        scheme = root.split("://", 1)[0] if "://" in root else "file"
+        if scheme not in SUPPORTED_SCHEMES:
+            raise StoreError(
+                f"Store expects a local path or a URL with one of {', '.join(SUPPORTED_SCHEMES)}, got "
+                f"{root!r}; use e.g. ./te-store, memory://te or s3://bucket/prefix."
+            )
+        self.fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        self.local = "file" in _protocols(self.fs)
+        self.base = base.rstrip("/")
+        self.scheme = "file" if self.local else scheme
+        self.root = f"{self.scheme}://{self.base}" if not self.local else self.base
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    # -- keys and paths ------------------------------------------------------------------------
+    def uri(self, *parts: str) -> str:
+        """The URI of a key under the root; every part is validated (see `safe_segment`)."""
+        for part in parts:
+            safe_segment(part, "a store key segment")
+        return "/".join([self.root, *parts])
+
+    def path(self, uri: str) -> str:
+        """The file-system path of a URI inside this store (rejects URIs outside the root)."""
+        prefix = self.root + "/"
+        if not uri.startswith(prefix):
+            raise StoreError(f"Store {self.root!r} expects a URI under it, got {uri!r}.")
+        rest = uri[len(prefix) :]
+        for part in rest.split("/"):
+            safe_segment(part, "a store key segment")
+        return f"{self.base}/{rest}"
+
+    def contains(self, uri: str) -> bool:
+        return uri.startswith(self.root + "/")
+
+    # -- committed artifacts ---------------------------------------------------------------------
+    def read_commit(self, uri: str) -> dict[str, Any] | None:
+        marker = f"{self.path(uri)}/{COMMIT_FILE}"
+        try:
+            with self.fs.open(marker, "rb") as fh:
+                return json.loads(fh.read())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("commit marker of %s is unreadable; treating the artifact as missing", uri)
+            return None
+
+    def verify(self, uri: str, *, deep: bool = True) -> Artifact | None:
+        """The artifact if it is committed and every file matches its recorded size (and sha256)."""
+        commit = self.read_commit(uri)
+        if commit is None:
+            return None
+        base = self.path(uri)
+        for rel, rec in commit["files"].items():
+            path = f"{base}/{rel}"
+            try:
+                size = self.fs.size(path)
+            except FileNotFoundError:
+                logger.warning("%s: file %s is missing; the artifact will be recomputed", uri, rel)
+                return None
+            if size != rec["size"] or (deep and self._sha256(path) != rec["sha256"]):
+                logger.warning("%s: file %s does not match its checksum; it will be recomputed", uri, rel)
+                return None
+        return Artifact(uri, digest_json(commit["files"]), commit.get("meta", {}))
+
+    def _sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open(path, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def commit_dir(self, local_dir: Path, uri: str, meta: dict[str, Any]) -> Artifact:
+        """Store the files of `local_dir` as the artifact `uri`, write-once and atomically."""
+        files = {
+            p.relative_to(local_dir).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(local_dir.rglob("*"))
+            if p.is_file() and p.name != COMMIT_FILE
+        }
+        commit = {"files": files, "meta": meta}
+        existing = self.verify(uri, deep=False)
+        if existing is not None:
+            logger.info("%s is already committed; keeping the first copy", uri)
+            return existing
+        if self.local:
+            self._commit_local(local_dir, uri, commit)
+        else:
+            self._commit_remote(local_dir, uri, commit)
+        return Artifact(uri, digest_json(files), meta)
+
+    def _commit_local(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
+        final = Path(self.path(uri))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(local_dir, tmp)
+        (tmp / COMMIT_FILE).write_text(json.dumps(commit, indent=1, sort_keys=True))
+        if final.exists():  # an uncommitted leftover (e.g. edited by hand): set it aside, never delete it
+            final.rename(final.parent / f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.read_commit(uri) is None:
+                raise
+            logger.info("%s was committed concurrently; keeping the first copy", uri)
+
+    def _commit_remote(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
+        base = self.path(uri)
+        for rel in commit["files"]:
+            self.fs.put_file(str(local_dir / rel), f"{base}/{rel}")
+        with self.fs.open(f"{base}/{COMMIT_FILE}", "wb") as fh:
+            fh.write(json.dumps(commit, indent=1, sort_keys=True).encode())
+
+    def local_copy(self, uri: str, artifact: Artifact | None = None) -> Path:
+        """A local folder with the artifact's files: the folder itself on a local store, else a
+        download into a cache keyed by the artifact's content digest."""
+        art = artifact or self.verify(uri, deep=False)
+        if art is None:
+            raise StoreError(f"Store expects a committed artifact at {uri}, found none; rerun the stage.")
+        if self.local:
+            return Path(self.path(uri))
+        cache = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "trans-encoder")) / "artifacts"
+        target = cache / art.digest
+        if (target / COMMIT_FILE).is_file():
+            return target
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
+        self.fs.get(self.path(uri) + "/", str(tmp), recursive=True)
+        if not target.exists():
+            os.rename(tmp, target)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # -- plain objects (reports, ledgers, checkpoints) -----------------------------------------
+    def exists(self, uri: str) -> bool:
+        return bool(self.fs.exists(self.path(uri)))
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.fs.open(self.path(uri), "rb") as fh:
+            return fh.read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Replace one object atomically (temporary name + rename locally; one PUT remotely)."""
+        path = self.path(uri)
+        if self.local:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            with self.fs.open(path, "wb") as fh:
+                fh.write(data)
+
+    def write_json(self, uri: str, data: Any) -> None:
+        self.write_bytes(uri, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_bytes(uri))
+
+    def delete(self, uri: str) -> None:
+        path = self.path(uri)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)

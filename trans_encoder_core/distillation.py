@@ -1,0 +1,95 @@
+"""The two distillation steps of a Trans-Encoder cycle (algorithm.md §1.4 B and D).
+
+`train_cross_encoder`: bi→cross, soft-label BCE on the logit, every pair in both orders.
+`train_bi_encoder`: cross→bi, MSE between the cosine and the teacher's probability.
+Both return the `training.fit` result; the module then holds its best-dev weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from trans_encoder_core.batching import tokenize_pairs, tokenize_texts, unique_index
+from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
+from trans_encoder_core.encoders import BiEncoder, CrossEncoder
+from trans_encoder_core.losses import cosine_mse, soft_bce_with_logits
+from trans_encoder_core.training import Evaluate, TrainResult, fit
+
+
+def _check_labels(first: Sequence[str], second: Sequence[str], labels: np.ndarray) -> np.ndarray:
+    if not (len(first) == len(second) == len(labels)):
+        raise ValueError(
+            f"Distillation expects aligned sentence1, sentence2 and score columns, got {len(first)}, "
+            f"{len(second)} and {len(labels)} rows."
+        )
+    values = np.asarray(labels, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        bad = int(np.flatnonzero(~np.isfinite(values))[0])
+        raise ValueError(f"Distillation expects finite pseudo-labels, got {values[bad]} at row {bad}.")
+    return values
+
+
+def cross_training_examples(
+    first: Sequence[str], second: Sequence[str], labels: np.ndarray, *, both_orders: bool, clamp: bool
+) -> tuple[list[str], list[str], np.ndarray]:
+    """The cross-encoder's training list: (s1, s2, y) and, for symmetric tasks, (s2, s1, y)."""
+    targets = np.clip(labels, 0.0, 1.0) if clamp else labels
+    if not both_orders:
+        return list(first), list(second), targets
+    return list(first) + list(second), list(second) + list(first), np.concatenate([targets, targets])
+
+
+def train_cross_encoder(
+    cross: CrossEncoder,
+    first: Sequence[str],
+    second: Sequence[str],
+    labels: np.ndarray,
+    cfg: CrossEncoderConfig,
+    *,
+    evaluate: Evaluate | None = None,
+    **fit_kwargs: Any,
+) -> TrainResult:
+    """Bi→cross distillation on the bi-encoder's cosines (raw, unclamped unless configured)."""
+    values = _check_labels(first, second, labels)
+    a, b, targets = cross_training_examples(
+        first, second, values, both_orders=cfg.both_orders, clamp=cfg.clamp_targets
+    )
+    tokens = tokenize_pairs(cross.tokenizer, a, b, cfg.max_length)
+    device = next(cross.parameters()).device
+    target_t = torch.as_tensor(targets, dtype=torch.float32)
+
+    def step_loss(idx: np.ndarray) -> torch.Tensor:
+        logits = cross(tokens.collate(idx, device))
+        return soft_bce_with_logits(logits, target_t[idx].to(device))
+
+    return fit(cross, len(tokens), step_loss, cfg.fit, evaluate=evaluate, **fit_kwargs)
+
+
+def train_bi_encoder(
+    bi: BiEncoder,
+    first: Sequence[str],
+    second: Sequence[str],
+    labels: np.ndarray,
+    cfg: BiEncoderConfig,
+    *,
+    evaluate: Evaluate | None = None,
+    **fit_kwargs: Any,
+) -> TrainResult:
+    """Cross→bi distillation on the cross-encoder's probabilities; one forward pass per batch."""
+    values = _check_labels(first, second, labels)
+    texts, index = unique_index(list(first) + list(second))
+    tokens = tokenize_texts(bi.tokenizer, texts, bi.max_seq_length)
+    n = len(first)
+    left, right = index[:n], index[n:]
+    device = next(bi.parameters()).device
+    target_t = torch.as_tensor(values, dtype=torch.float32)
+
+    def step_loss(idx: np.ndarray) -> torch.Tensor:
+        emb = bi(tokens.collate(np.concatenate([left[idx], right[idx]]), device))
+        return cosine_mse(emb[: len(idx)], emb[len(idx) :], target_t[idx].to(device))
+
+    return fit(bi, n, step_loss, cfg.fit, evaluate=evaluate, **fit_kwargs)

@@ -1,0 +1,44 @@
+"""Spearman evaluation of bi-encoders, cross-encoders and their ensembles (algorithm.md §3.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from trans_encoder_core.benchmarks import LabelledPairs
+from trans_encoder_core.encoders import BiEncoder, CrossEncoder
+from trans_encoder_core.metrics import spearman
+from trans_encoder_core.scoring import bi_scores, cross_scores
+
+Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+
+
+def bi_scorer(bi: BiEncoder, *, batch_size: int = 128) -> Scorer:
+    """Cosine scorer of a bi-encoder."""
+    return lambda a, b: bi_scores(bi, a, b, batch_size=batch_size)
+
+
+def cross_scorer(cross: CrossEncoder, *, batch_size: int = 64, max_length: int | None = None) -> Scorer:
+    """Sigmoid scorer of a cross-encoder at a given pair length (None: its training length)."""
+    return lambda a, b: cross_scores(cross, a, b, batch_size=batch_size, max_length=max_length)
+
+
+def ensemble_scorer(scorers: Sequence[Scorer]) -> Scorer:
+    """Unweighted mean of several scorers' outputs per pair (algorithm.md §1.6)."""
+    return lambda a, b: np.mean([s(a, b) for s in scorers], axis=0).astype(np.float32)
+
+
+def evaluate_scorer(scorer: Scorer, tasks: Mapping[str, LabelledPairs]) -> dict[str, float]:
+    """Spearman × 100 per task, on the scored rows of each task."""
+    results: dict[str, float] = {}
+    for name, data in tasks.items():
+        scored = data.scored()
+        results[name] = spearman(scorer(scored.sentence1, scored.sentence2), scored.scores)
+    return results
+
+
+def dev_evaluator(scorer: Scorer, dev: LabelledPairs) -> Callable[[], float]:
+    """A zero-argument callable for `training.fit`: Spearman on the dev set."""
+    scored = dev.scored()
+    return lambda: spearman(scorer(scored.sentence1, scored.sentence2), scored.scores)
