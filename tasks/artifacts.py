@@ -25,6 +25,17 @@ from trans_encoder_core.training import TrainState
 
 logger = logging.getLogger(__name__)
 
+
+def quiet_model_loading() -> None:
+    """Keep Hugging Face's load reports and progress bars out of the run logs."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+quiet_model_loading()
+
 PAIRS_FILE = "pairs.parquet"
 LABELS_FILE = "labels.parquet"
 RESULTS_FILE = "results.json"

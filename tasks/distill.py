@@ -51,8 +51,9 @@ def _label_stats(scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_summary(result: TrainResult) -> dict[str, Any]:
+def _fit_summary(result: TrainResult, resumed_from_step: int | None = None) -> dict[str, Any]:
     return {
+        "resumed_from_step": resumed_from_step,
         "dev": result.best_score,
         "best_step": result.best_step,
         "steps": result.steps,
@@ -149,6 +150,10 @@ def _checkpointing(store: Store, stage: str, key: str, cycle: int) -> dict[str, 
     return {"checkpoint": checkpoint, "resume": load_checkpoint(store, uri)}
 
 
+def _resumed_step(ckpt: dict[str, Any]) -> int | None:
+    return ckpt["resume"].global_step if ckpt["resume"] is not None else None
+
+
 def _drop_checkpoints(store: Store, stage: str) -> Any:
     return lambda key: store.delete(store.uri("checkpoints", stage, key))
 
@@ -176,6 +181,8 @@ def train_cross(
         evaluate = (
             dev_evaluator(cross_scorer(enc, batch_size=cross.score_batch_size), dev_set) if dev_set else None
         )
+        ckpt = _checkpointing(store, "train_cross", key, cycle)
+        resumed = _resumed_step(ckpt)
         result = train_cross_encoder(
             enc,
             *_columns(table),
@@ -183,10 +190,10 @@ def train_cross(
             cross,
             evaluate=evaluate,
             checkpoint_steps=checkpoint_steps,
-            **_checkpointing(store, "train_cross", key, cycle),
+            **ckpt,
         )
         enc.save(folder)
-        return _fit_summary(result)
+        return _fit_summary(result, resumed)
 
     return run_stage(
         store,
@@ -240,6 +247,8 @@ def train_bi(
         )
         dev_set = _dev_set(dev)
         evaluate = dev_evaluator(bi_scorer(enc, batch_size=bi.score_batch_size), dev_set) if dev_set else None
+        ckpt = _checkpointing(store, "train_bi", key, cycle)
+        resumed = _resumed_step(ckpt)
         result = train_bi_encoder(
             enc,
             *_columns(table),
@@ -247,10 +256,10 @@ def train_bi(
             bi,
             evaluate=evaluate,
             checkpoint_steps=checkpoint_steps,
-            **_checkpointing(store, "train_bi", key, cycle),
+            **ckpt,
         )
         enc.save(folder)
-        return _fit_summary(result)
+        return _fit_summary(result, resumed)
 
     return run_stage(
         store, "train_bi", cycle, config, inputs, compute, after_commit=_drop_checkpoints(store, "train_bi")

@@ -155,15 +155,32 @@ class Store:
             if p.is_file() and p.name != COMMIT_FILE
         }
         commit = {"files": files, "meta": meta}
-        existing = self.verify(uri, deep=False)
+        existing = self.verify(uri)
         if existing is not None:
             logger.info("%s is already committed; keeping the first copy", uri)
             return existing
+        self._set_aside_invalid(uri)
         if self.local:
             self._commit_local(local_dir, uri, commit)
         else:
             self._commit_remote(local_dir, uri, commit)
         return Artifact(uri, digest_json(files), meta)
+
+    def _set_aside_invalid(self, uri: str) -> None:
+        """Move an invalid (uncommitted, truncated or altered) folder out of the way; never delete it."""
+        path = self.path(uri)
+        if not self.fs.exists(path):
+            return
+        parent, name = path.rsplit("/", 1)
+        aside = f"{parent}/.{name}.invalid-{uuid.uuid4().hex[:8]}"
+        logger.warning("%s exists but is not a valid artifact; moving it to %s", uri, aside)
+        try:
+            if self.local:
+                os.rename(path, aside)
+            else:
+                self.fs.mv(path, aside, recursive=True)
+        except FileNotFoundError:  # another writer moved it first
+            pass
 
     def _commit_local(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
         final = Path(self.path(uri))
@@ -171,10 +188,8 @@ class Store:
         tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         shutil.copytree(local_dir, tmp)
         (tmp / COMMIT_FILE).write_text(json.dumps(commit, indent=1, sort_keys=True))
-        if final.exists():  # an uncommitted leftover (e.g. edited by hand): set it aside, never delete it
-            final.rename(final.parent / f".{final.name}.stale-{uuid.uuid4().hex[:8]}")
         try:
-            os.rename(tmp, final)
+            os.rename(tmp, final)  # atomic; fails if another writer committed first
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             if self.read_commit(uri) is None:

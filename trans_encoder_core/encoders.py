@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,9 @@ def resolve_model(name_or_path: str | Path) -> str:
     """Turn a model reference into something `from_pretrained` can load offline where possible.
 
     "packaged" and all-MiniLM-L6-v2's hub names resolve to the packaged folder; an existing folder
-    is returned as is; a path-like reference that does not exist is an error; anything else is
-    treated as a Hugging Face hub name.
+    is returned as is; a reference shaped like a hub id ("name" or "org/name", dots allowed, as in
+    "BAAI/bge-small-en-v1.5") is treated as a Hugging Face hub name; any other reference that does
+    not exist (a path) is an error.
     """
     text = str(name_or_path)
     if text in PACKAGED_MODEL_NAMES:
@@ -54,7 +56,8 @@ def resolve_model(name_or_path: str | Path) -> str:
     path = Path(text).expanduser()
     if path.is_dir():
         return str(path)
-    if text.startswith((".", "/", "~")) or path.suffix or path.exists():
+    hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", text) is not None  # "org/name"; dots are allowed
+    if text.startswith((".", "/", "~")) or path.exists() or not hub_id:
         raise ModelLoadError(
             f"Model loader expects a folder with config.json, got '{text}', which does not exist; "
             "check the path or pass a Hugging Face model name."
@@ -94,9 +97,14 @@ def read_st_pooling(folder: str | Path) -> str | None:
             if not cfg_file.is_file():
                 return None
             cfg = json.loads(cfg_file.read_text())
-            if cfg.get("pooling_mode_cls_token"):
+            mode = cfg.get("pooling_mode")  # sentence-transformers >= 6: one key, a name or a list
+            if mode is not None:
+                modes = [mode] if isinstance(mode, str) else list(mode)
+                if modes in (["cls"], ["mean"]):
+                    return modes[0]
+            elif cfg.get("pooling_mode_cls_token"):  # older versions: one boolean per mode
                 return "cls"
-            if cfg.get("pooling_mode_mean_tokens"):
+            elif cfg.get("pooling_mode_mean_tokens"):
                 return "mean"
             raise ModelLoadError(
                 f"Bi-encoder expects cls or mean pooling, got {cfg_file} with another mode; "
@@ -130,6 +138,7 @@ class BiEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_seq_length = max_seq_length
+        self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
 
     @classmethod
     def from_pretrained(
@@ -214,6 +223,7 @@ class CrossEncoder(nn.Module):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
 
     @classmethod
     def from_pretrained(

@@ -65,6 +65,17 @@ def bi_scores(
     return cosine_rows(emb[index[:n]], emb[index[n:]])
 
 
+def position_limit(model: torch.nn.Module) -> int | None:
+    """Longest input the model's position embeddings allow (RoBERTa-style offsets subtracted)."""
+    config = model.config
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        limit -= int(config.pad_token_id or 0) + 1
+    return int(limit)
+
+
 def cross_logits(
     cross: CrossEncoder,
     first: Sequence[str],
@@ -77,7 +88,9 @@ def cross_logits(
     """One logit per (first, second) pair, float32, in input order."""
     _check_aligned(first, second)
     device = _device_of(cross)
-    tokens = tokenize_pairs(cross.tokenizer, first, second, max_length or cross.max_length)
+    length = max_length or cross.max_length
+    limit = position_limit(cross.model)
+    tokens = tokenize_pairs(cross.tokenizer, first, second, min(length, limit) if limit else length)
     out = np.empty(len(tokens), dtype=np.float32)
     with eval_mode(cross), torch.inference_mode(), autocast(precision, device):
         for idx in length_sorted_batches(tokens.lengths(), batch_size):

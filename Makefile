@@ -1,0 +1,28 @@
+# The two quick-start commands (README): `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch is installed first so pip never resolves a multi-GB CUDA build on a CPU
+# machine. Set TORCH_SPEC= (empty) to keep a torch you already have (e.g. a CUDA build) in $(VENV).
+TORCH_SPEC ?= torch==2.13.0
+export TRANS_ENCODER_DATA ?= $(abspath ../shared/data/sts)
+
+.PHONY: install demo test lint bench
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then $(VENV)/bin/python -m pip install -q $(TORCH_SPEC); fi
+	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/trans-encoder self-distill --preset quick --run-name quick-demo
+
+# pytest exits 5 when it collects no test: that is a failure here, not a pass.
+test: install
+	@$(VENV)/bin/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,121 @@
+"""Self-distillation flow: caching, invalidation, resume after failures, summary contents."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.self_distill import self_distill
+from tasks.store import Store
+from tests.flows.conftest import stage_runs
+from trans_encoder_core import encoders
+
+
+def _best_scores(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v["cycle"], v["test"], v["dev"]) for k, v in summary["best"].items()}
+
+
+def test_second_run_is_fully_cached_and_loads_no_model(
+    make_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_config()
+    first = self_distill(cfg)
+    assert not any(s["cached"] for s in first["stages"])
+    assert [c["cycle"] for c in first["cycles"]] == [1, 2]
+    assert set(first["best"]) == {"bi", "cross"} and "stsb" in first["best"]["cross"]["test"]
+    assert first["start"]["bi"]["test"]["stsb"] == pytest.approx(first["start"]["bi"]["test"]["stsb"])
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a cached run must not load a model")
+
+    monkeypatch.setattr(encoders.BiEncoder, "from_pretrained", classmethod(refuse))
+    monkeypatch.setattr(encoders.CrossEncoder, "from_pretrained", classmethod(refuse))
+    second = self_distill(cfg)
+    assert all(s["cached"] for s in second["stages"]) and second["all_cached"]
+    assert _best_scores(second) == _best_scores(first)
+    summary = Store(cfg.store).read_json(second["summary_uri"])
+    assert {"stages", "cycles", "start", "best", "config"} <= set(summary)
+    assert {"name", "cycle", "cached", "seconds"} <= set(summary["stages"][0])
+
+
+def test_config_change_recomputes_only_affected_stages(make_config: Any) -> None:
+    cfg = make_config()
+    self_distill(cfg)
+    changed = cfg.model_copy(
+        update={
+            "bi": cfg.bi.model_copy(update={"fit": cfg.bi.fit.model_copy(update={"learning_rate": 1e-4})})
+        }
+    )
+    runs = stage_runs(self_distill(changed))
+    for stage in [("ingest_pairs", 0), ("bi_scores", 1), ("train_cross", 1), ("cross_scores", 1)]:
+        assert runs[stage], f"{stage} should come from the cache"
+    for stage in [
+        ("train_bi", 1),
+        ("bi_scores", 2),
+        ("train_cross", 2),
+        ("cross_scores", 2),
+        ("train_bi", 2),
+    ]:
+        assert not runs[stage], f"{stage} should be recomputed"
+
+
+def test_deleted_output_recomputes_just_that_stage(make_config: Any) -> None:
+    cfg = make_config()
+    first = self_distill(cfg)
+    victim = next(s for s in first["stages"] if s["name"] == "cross_scores" and s["cycle"] == 1)
+    shutil.rmtree(Store(cfg.store).path(victim["uri"]))
+    runs = stage_runs(self_distill(cfg))
+    assert not runs[("cross_scores", 1)]
+    assert all(cached for key, cached in runs.items() if key != ("cross_scores", 1))
+
+
+def test_corrupted_output_is_detected_and_recomputed(make_config: Any) -> None:
+    cfg = make_config()
+    first = self_distill(cfg)
+    victim = next(s for s in first["stages"] if s["name"] == "bi_scores" and s["cycle"] == 2)
+    labels = Path(Store(cfg.store).path(victim["uri"])) / "labels.parquet"
+    labels.write_bytes(labels.read_bytes()[:-20] + b"\0" * 20)
+    second = self_distill(cfg)
+    assert not stage_runs(second)[("bi_scores", 2)]
+    assert _best_scores(second) == _best_scores(first)
+
+
+def test_failure_in_cycle_two_resumes_from_the_failed_stage(
+    make_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = self_distill(make_config(store=str(tmp_path / "reference")))
+    cfg = make_config()
+    monkeypatch.setenv("TRANS_ENCODER_FAULT", "train_cross:2")
+    with pytest.raises(RuntimeError, match="injected failure in stage train_cross of cycle 2"):
+        self_distill(cfg)
+    monkeypatch.delenv("TRANS_ENCODER_FAULT")
+    runs = stage_runs(resumed := self_distill(cfg))
+    before = [
+        ("ingest_pairs", 0),
+        ("bi_scores", 1),
+        ("train_cross", 1),
+        ("cross_scores", 1),
+        ("train_bi", 1),
+        ("bi_scores", 2),
+    ]
+    assert all(runs[s] for s in before)
+    assert not any(runs[s] for s in [("train_cross", 2), ("cross_scores", 2), ("train_bi", 2)])
+    assert _best_scores(resumed) == _best_scores(reference)
+
+
+def test_memory_store_runs_and_caches(make_config: Any) -> None:
+    cfg = make_config(store="memory://flow-test", cycles=1)
+    assert not any(s["cached"] for s in self_distill(cfg)["stages"])
+    assert all(s["cached"] for s in self_distill(cfg)["stages"])
+
+
+def test_config_rejects_bad_values_before_any_stage(make_config: Any) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cycles"):
+        make_config(cycles=0)
+    with pytest.raises(ValidationError, match="run_name"):
+        make_config(run_name="../escape")
