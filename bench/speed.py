@@ -20,8 +20,8 @@ Memory: peak RSS of the measuring process during the timed call (Linux VmHWM, re
 /proc/self/clear_refs after setup and warm-up) and its rise over the RSS at the start of the call;
 on CUDA also torch.cuda.max_memory_allocated.
 
-Usage: python bench/speed.py --quick              # smoke sizes, about 3 min on 2 busy cores
-       python bench/speed.py                      # full sizes (20-30 min on 2 quiet cores)
+Usage: python bench/speed.py --quick              # smoke sizes (12 min at load 9 on 2 cores, mostly start-up)
+       python bench/speed.py                      # full sizes (estimated ~30 min on 2 quiet cores)
        python bench/speed.py --only bi_pool cross --in-process
        python bench/speed.py --quick --pipeline   # plus the flow's orchestration overhead
 """
@@ -74,11 +74,11 @@ SIZES: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "pool_pairs": 2_000,
-        "unique_pairs": 500,
-        "cross_pairs": 300,
-        "cross_steps": 10,
-        "bi_steps": 4,
-        "match_steps": 3,
+        "unique_pairs": 400,
+        "cross_pairs": 200,
+        "cross_steps": 8,
+        "bi_steps": 3,
+        "match_steps": 2,
         "warmup_rows": 64,
         "pipeline_pairs": 64,
     },
@@ -92,7 +92,6 @@ WARMUP_RATIO = {"train_cross": 0.1, "train_bi": 0.0}
 def _quiet() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -374,7 +373,7 @@ class _StepClock:
     def __init__(self, seed: int, collate: Callable[[Any], Any]) -> None:
         self.seed, self.inner, self.step = seed, collate, 0
         self.stamps: list[float] = []
-        self.losses: list[float] = []
+        self.losses: list[Any] = []
 
     def collate(self, batch: Any) -> Any:
         import torch
@@ -388,7 +387,7 @@ class _StepClock:
         return out
 
     def record(self, loss: Any) -> Any:
-        self.losses.append(float(loss.detach()))
+        self.losses.append(loss.detach())  # a tensor: no per-step device sync added to their loop
         return loss
 
 
@@ -505,7 +504,12 @@ def _train(spec: dict[str, Any], table: dict[str, Any]) -> tuple[Callable[[], An
 
     def run_theirs() -> dict[str, Any]:
         fit_theirs()
-        return {"losses": clock.losses, "stamps": [*clock.stamps, time.perf_counter()], "steps": clock.step}
+        end = time.perf_counter()
+        return {
+            "losses": [float(v) for v in clock.losses],
+            "stamps": [*clock.stamps, end],
+            "steps": clock.step,
+        }
 
     return (lambda: None), run_theirs
 
@@ -730,7 +734,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def pipeline_overhead(
-    max_pairs: int, *, eval_tasks: list[str] | None = None, device: str = "auto"
+    max_pairs: int,
+    *,
+    eval_tasks: list[str] | None = None,
+    device: str = "auto",
+    model: str = "packaged",
+    data: str | None = None,
 ) -> dict[str, Any]:
     """HOOK: the pipeline's own overhead on the `quick` self-distillation flow, run twice.
 
@@ -762,10 +771,12 @@ def pipeline_overhead(
             "store": str(Path(tmp) / "store"),
             "max_pairs": max_pairs,
             "device": device,
+            "data": data or os.environ.get("TRANS_ENCODER_DATA") or DEFAULT_DATA,
         }
         if eval_tasks:
             overrides["eval_tasks"] = eval_tasks
         cfg = preset_config("quick", run_name="bench-overhead", **overrides)
+        cfg = cfg.model_copy(update={"bi": cfg.bi.model_copy(update={"model": model})})
         t1 = time.perf_counter()
         first = self_distill(cfg)
         t2 = time.perf_counter()
@@ -793,6 +804,8 @@ def run_pipeline(args: argparse.Namespace, sizes: dict[str, Any], result_dir: Pa
         "max_pairs": args.pipeline_pairs or sizes["pipeline_pairs"],
         "eval_tasks": ["stsb"] if args.quick else None,
         "device": args.device,
+        "model": args.model,
+        "data": args.data,
     }
     spec_path = result_dir / "spec-pipeline.json"
     out_path = result_dir / "spec-pipeline.out.json"
@@ -945,7 +958,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="JSON path (default bench/results/speed-<device>.json)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--only", nargs="+", choices=MEASUREMENTS, default=list(MEASUREMENTS))
+    p.add_argument(
+        "--only", nargs="*", choices=MEASUREMENTS, default=list(MEASUREMENTS), help="none: pipeline only"
+    )
     p.add_argument(
         "--in-process", action="store_true", help="one process for all (faster, memory less honest)"
     )
@@ -967,7 +982,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def child_main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     if spec.get("pipeline"):
-        result = pipeline_overhead(spec["max_pairs"], eval_tasks=spec["eval_tasks"], device=spec["device"])
+        result = pipeline_overhead(
+            spec["max_pairs"],
+            eval_tasks=spec["eval_tasks"],
+            device=spec["device"],
+            model=spec["model"],
+            data=spec["data"],
+        )
     else:
         result = measure(spec)
     Path(spec["out"]).write_text(json.dumps(result))
@@ -986,21 +1007,27 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out) if args.out else BENCH_DIR / "results" / f"speed-{args.device}.json"
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="te-bench-speed-") as tmp:
-        suite = run_suite(
-            model=args.model,
-            device=args.device,
-            precision=args.precision,
-            threads=args.threads,
-            sizes=sizes,
-            only=args.only,
-            in_process=args.in_process,
-            seed=args.seed,
-            data_root=args.data,
-            work=Path(tmp),
-            repeat=args.repeat,
-        )
-        pipeline = run_pipeline(args, sizes, Path(tmp) / "results") if args.pipeline else None
-    suite.pop("model_folders")
+        suite: dict[str, Any] = {"rows": []}
+        if args.only:
+            suite = run_suite(
+                model=args.model,
+                device=args.device,
+                precision=args.precision,
+                threads=args.threads,
+                sizes=sizes,
+                only=args.only,
+                in_process=args.in_process,
+                seed=args.seed,
+                data_root=args.data,
+                work=Path(tmp),
+                repeat=args.repeat,
+            )
+            suite.pop("model_folders")
+        if args.pipeline:
+            (Path(tmp) / "results").mkdir(parents=True, exist_ok=True)
+            pipeline = run_pipeline(args, sizes, Path(tmp) / "results")
+        else:
+            pipeline = None
     report = {
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
@@ -1030,7 +1057,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(suite["rows"]))
+    if suite["rows"]:
+        print(format_table(suite["rows"]))
     if pipeline:
         if "error" in pipeline:
             print("pipeline: FAILED\n" + pipeline["error"])

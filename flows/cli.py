@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flows.cli_mutual import register_mutual
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "trans_encoder_core,trans_encoder")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -42,6 +44,22 @@ def apply_sets(base: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     return base
 
 
+def config_error(exc: Any) -> Exception:
+    """A pydantic ValidationError as one `ConfigError` naming each bad field, its rule and its value."""
+    from trans_encoder_core.errors import ConfigError
+
+    problems = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "config"
+        got = repr(err.get("input"))
+        problems.append(f"{field}: {err['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})")
+    return ConfigError(
+        "Configuration expects valid values, got: "
+        + "; ".join(problems)
+        + "; fix them with --set FIELD=VALUE (or the matching option) and rerun."
+    )
+
+
 def build_self_distill_config(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
@@ -67,7 +85,7 @@ def build_self_distill_config(args: argparse.Namespace) -> Any:
         merged = apply_sets({**base, **overrides}, args.set or [])
         return type(preset_config(args.preset)).model_validate(merged)
     except ValidationError as exc:
-        raise SystemExit(f"Invalid configuration:\n{exc}") from None
+        raise config_error(exc) from None
 
 
 def _fmt(value: float | None) -> str:
@@ -147,6 +165,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from flows.data_fetch import fetch_benchmarks
+
+    dest = Path(args.dest)
+    result = fetch_benchmarks(dest, base_url=args.base_url)
+    counts = f"{result['downloaded']} downloaded, {result['kept']} kept"
+    print(f"{result['files']} files verified in {dest} ({counts})")
+    print(f"use it with: export TRANS_ENCODER_DATA={dest.resolve()}")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, help="store root (default ./te-store; file://, memory://, s3://)")
     p.add_argument("--data", default=None, help="benchmark folder (default: $TRANS_ENCODER_DATA)")
@@ -197,15 +226,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--symmetric", action="store_true", help="cross: average both pair orders")
     p.set_defaults(func=cmd_score)
+    p = sub.add_parser("data", help="benchmark data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("fetch", help="download STS12-16 and STS-B and verify their sha256")
+    p.add_argument("--dest", default="te-data/sts", help="benchmark folder to fill (default te-data/sts)")
+    p.add_argument("--base-url", default=None, help="mirror with the snapshot's layout")
+    p.set_defaults(func=cmd_data_fetch)
+    from flows.cli_ops import register_ops
+
+    register_ops(sub)
+    register_mutual(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
     from trans_encoder_core.errors import TransEncoderError
 
     try:
         return int(args.func(args))
+    except ValidationError as exc:
+        print(f"error: {config_error(exc)}", file=sys.stderr)
+        return 2
     except TransEncoderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

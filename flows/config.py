@@ -11,7 +11,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from trans_encoder_core.benchmarks import TASKS
-from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig, bi_fit_defaults, cross_fit_defaults
+from trans_encoder_core.config import (
+    BiEncoderConfig,
+    CrossEncoderConfig,
+    InitConfig,
+    InitMethod,
+    bi_fit_defaults,
+    cross_fit_defaults,
+)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -41,6 +48,9 @@ class SelfDistillConfig(BaseModel):
         seed: seed of every shuffle, dropout mask and subsample.
         device: "auto" (GPU if present), "cpu", "cuda", "cuda:1", ...
         checkpoint_steps: also checkpoint training every this many steps (0: each epoch end only).
+        init_method: "none" (`bi.model` already is a sentence encoder), or "simcse" / "mirror_bert" to
+            first train `bi.model` (a raw PLM) as a bi-encoder without labels (paper §2.1).
+        unsup: the SimCSE and Mirror-BERT settings (their published defaults).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -66,6 +76,8 @@ class SelfDistillConfig(BaseModel):
     seed: int = 2021
     device: str = "auto"
     checkpoint_steps: int = Field(default=200, ge=0)
+    init_method: InitMethod = "none"
+    unsup: InitConfig = Field(default_factory=InitConfig)
 
     @field_validator("run_name")
     @classmethod

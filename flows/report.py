@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import logging
+import math
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.plot import SERIES_COLOURS, line_chart
+from tasks.artifacts import LABELS_FILE, read_table
 from tasks.distill import DEV_TASK
 from tasks.store import Store
+from trans_encoder_core.metrics import spearman
+
+logger = logging.getLogger(__name__)
+PLOT_FILE = "scores.png"
 
 
 def select_best(
@@ -51,7 +61,10 @@ def build_summary(
     finals: dict[str, dict[str, Any]],
     best: dict[str, int],
     data: dict[str, Any],
+    agreement: dict[int, float | None] | None = None,
 ) -> dict[str, Any]:
+    """The run report (summary.json); `agreement` maps a cycle to its bi–cross label Spearman x100."""
+    agreement = agreement or {}
     start_ref = cfg.bi.model
     models = {0: start_ref} | {c["cycle"]: c for c in cycles}
     best_models = {}
@@ -79,6 +92,7 @@ def build_summary(
                 "labels": {
                     "bi": c["bi_labels"]["metrics"]["labels"],
                     "cross": c["cross_labels"]["metrics"]["labels"],
+                    "agreement": agreement.get(c["cycle"]),
                 },
             }
             for c in cycles
@@ -123,17 +137,105 @@ def _table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
 
 
-def markdown_report(summary: dict[str, Any]) -> str:
-    rows = _table_rows(summary)
+def _round(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return lines + ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+
+
+def label_agreement(store: Store, bi_labels: str, cross_labels: str) -> float | None:
+    """Spearman x100 between the bi- and the cross-encoder's pseudo-labels of one cycle (by pair_id)."""
+    bi = read_table(store, bi_labels, LABELS_FILE)
+    cross = read_table(store, cross_labels, LABELS_FILE)
+    cross_by_id = dict(zip(cross["pair_id"].to_pylist(), cross["score"].to_pylist(), strict=True))
+    ids, scores = bi["pair_id"].to_pylist(), bi["score"].to_pylist()
+    pairs = [(b, cross_by_id[p]) for p, b in zip(ids, scores, strict=True) if p in cross_by_id]
+    if len(pairs) < 2:
+        return None
+    value = spearman([b for b, _ in pairs], [c for _, c in pairs])
+    return None if math.isnan(value) else value  # constant labels: undefined
+
+
+def cycle_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per cycle and model: dev Spearman, and the statistics of the pseudo-labels it was trained on
+    (the cross-encoder learns the bi-encoder's labels and vice versa) with the cycle's bi–cross agreement."""
+    rows = []
+    for c in summary["cycles"]:
+        for model, teacher in (("cross", "bi"), ("bi", "cross")):
+            stats = c["labels"][teacher]
+            rows.append(
+                {
+                    "cycle": c["cycle"],
+                    "model": model,
+                    "dev": c[model]["dev"],
+                    "trained on": f"{teacher} labels",
+                    "label mean": stats["mean"],
+                    "label std": stats["std"],
+                    "out of [0,1]": stats.get("out_of_range"),
+                    "bi-cross agreement": c["labels"].get("agreement"),
+                }
+            )
+    return [_round(r) for r in rows]
+
+
+def score_series(summary: dict[str, Any]) -> list[tuple[str, list[tuple[float, float | None]]]]:
+    """The plotted series: dev of bi (cycle 0 = the starting bi-encoder) and cross, and agreement."""
+    cycles = summary["cycles"]
+    return [
+        ("bi dev", [(0, summary["start"]["bi"]["dev"])] + [(c["cycle"], c["bi"]["dev"]) for c in cycles]),
+        ("cross dev", [(c["cycle"], c["cross"]["dev"]) for c in cycles]),
+        ("bi-cross label agreement", [(c["cycle"], c["labels"].get("agreement")) for c in cycles]),
+    ]
+
+
+def write_plot(store: Store, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Draw the scores per cycle into `runs/{run_name}/scores.png`; None when there is nothing to plot."""
+    series = score_series(summary)
+    try:
+        png = line_chart([points for _, points in series])
+    except ValueError as exc:  # nothing to plot (no dev set and no agreement)
+        logger.info("no plot for run %s: %s", summary["run_name"], exc)
+        return None
+    uri = store.uri("runs", summary["run_name"], PLOT_FILE)
+    store.write_bytes(uri, png)
+    legend = [f"{colour}: {name}" for (colour, _), (name, _) in zip(SERIES_COLOURS, series, strict=False)]
+    return {"uri": uri, "legend": legend, "png_base64": base64.b64encode(png).decode()}
+
+
+def _link(uri: str) -> str:
+    return uri if "://" in uri else Path(uri).resolve().as_uri()
+
+
+def markdown_report(summary: dict[str, Any], plot: dict[str, Any] | None = None) -> str:
+    """The run report as markdown: best models, scores and pseudo-labels per cycle, and the plot."""
     cached = sum(s["cached"] for s in summary["stages"])
-    return (
-        f"# Trans-Encoder run `{summary['run_name']}`\n\n"
-        + "\n".join(lines)
-        + f"\n\n{cached} of {len(summary['stages'])} stages came from the cache.\n"
-    )
+    parts = [f"# Trans-Encoder run `{summary['run_name']}`", "\n".join(_markdown_table(_table_rows(summary)))]
+    if summary["cycles"]:
+        parts += ["## Per cycle", "\n".join(_markdown_table(cycle_rows(summary)))]
+    if plot is not None:
+        parts += [
+            "## Scores per cycle (Spearman x100)",
+            f"![scores per cycle](data:image/png;base64,{plot['png_base64']})",
+            f"Plot: [{plot['uri']}]({_link(plot['uri'])}) — " + ", ".join(plot["legend"]) + ".",
+        ]
+    parts.append(f"{cached} of {len(summary['stages'])} stages came from the cache.")
+    return "\n\n".join(parts) + "\n"
+
+
+def cycle_agreements(store: Store, cycles: list[dict[str, Any]]) -> dict[int, float | None]:
+    """The bi–cross label agreement of every cycle (None where it cannot be computed)."""
+    result: dict[int, float | None] = {}
+    for c in cycles:
+        try:
+            result[c["cycle"]] = label_agreement(store, c["bi_labels"]["uri"], c["cross_labels"]["uri"])
+        except Exception as exc:  # noqa: BLE001 - a report figure must not fail a finished run
+            logger.warning("cycle %s: bi-cross agreement not computed: %s", c["cycle"], exc)
+            result[c["cycle"]] = None
+    return result
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -146,13 +248,23 @@ def publish_report(
     best: dict[str, int],
     data: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write `runs/{run_name}/summary.json` to the store and publish table and markdown artifacts."""
-    summary = build_summary(cfg, stages, cycles, start_eval, finals, best, data)
+    """Write `runs/{run_name}/summary.json` (and `scores.png`) to the store and publish table and
+    markdown artifacts: models with their benchmark scores, and scores and pseudo-labels per cycle."""
     store = Store(cfg.store)
+    agreement = cycle_agreements(store, cycles)
+    summary = build_summary(cfg, stages, cycles, start_eval, finals, best, data, agreement)
+    plot = write_plot(store, summary)
+    summary["plot_uri"] = plot["uri"] if plot else None
     uri = store.uri("runs", cfg.run_name, "summary.json")
     store.write_json(uri, summary)
     summary["summary_uri"] = uri
     key = "".join(ch if ch.isalnum() else "-" for ch in cfg.run_name.lower())
     create_table_artifact(_table_rows(summary), key=f"te-{key}", description="Spearman x100 per model")
-    create_markdown_artifact(markdown_report(summary), key=f"te-{key}-report")
+    if summary["cycles"]:
+        create_table_artifact(
+            cycle_rows(summary),
+            key=f"te-{key}-cycles",
+            description="Per cycle and model: dev Spearman x100 and the pseudo-labels it was trained on",
+        )
+    create_markdown_artifact(markdown_report(summary, plot), key=f"te-{key}-report")
     return summary

@@ -11,6 +11,7 @@ from flows.config import SelfDistillConfig
 from flows.report import publish_report, select_best
 from tasks.distill import bi_scores, cross_scores, evaluate, train_bi, train_cross
 from tasks.ingest import ingest_pairs
+from tasks.init_stage import init_bi
 from tasks.resolve import resolve_data, resolve_model
 from trans_encoder_core.benchmarks import DATA_ENV_VAR
 
@@ -60,6 +61,12 @@ def self_distill(config: SelfDistillConfig = SelfDistillConfig()) -> dict[str, A
     start_bi = resolve_model(store, cfg.bi.model)
     start_cross = resolve_model(store, cfg.cross.model or cfg.bi.model)
     stages: list[dict[str, Any]] = [pairs]
+    if cfg.init_method != "none":
+        unsup = init_bi(
+            store, start_bi, pairs, bi_cfg, cfg.init_method, cfg.unsup, dev, seed=cfg.seed, **common
+        )
+        stages.append(unsup)
+        start_bi = as_model(unsup)
     start_eval = evaluate(store, start_bi, "bi", data["data"], cfg.eval_tasks, bi_cfg, cross_cfg, cfg.device)
     stages.append(start_eval)
     cycles, teacher = [], start_bi

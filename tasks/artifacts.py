@@ -17,7 +17,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from tasks.store import Store, StoreError, sha256_file
-from trans_encoder_core.benchmarks import TASKS, _task_files
+from trans_encoder_core.benchmarks import TASKS, task_files
 from trans_encoder_core.checkpointing import pack_train_state, unpack_train_state
 from trans_encoder_core.encoders import PACKAGED_MODEL_NAMES, BiEncoder, CrossEncoder, resolve_model
 from trans_encoder_core.schema import validate_labels_table, validate_pairs_table, with_lineage
@@ -74,7 +74,7 @@ def data_digest(root: str | None, tasks: list[str] | tuple[str, ...] = TASKS) ->
         return "no-data"
     digest = hashlib.sha256()
     for task in tasks:
-        for path in _task_files(Path(root), task):
+        for path in task_files(Path(root), task):
             if path.is_file():
                 digest.update(f"{task}/{path.name}:{sha256_file(path)}".encode())
     return digest.hexdigest()

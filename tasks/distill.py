@@ -20,6 +20,7 @@ from tasks.artifacts import (
     save_checkpoint,
     write_table,
 )
+from tasks.progress import training_progress
 from tasks.stages import injected_fault, kill_self, pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import available_tasks, load_stsb, load_task
@@ -147,7 +148,11 @@ def _checkpointing(store: Store, stage: str, key: str, cycle: int) -> dict[str, 
         if fault == "kill":
             kill_self()
 
-    return {"checkpoint": checkpoint, "resume": load_checkpoint(store, uri)}
+    return {
+        "checkpoint": checkpoint,
+        "resume": load_checkpoint(store, uri),
+        "progress": training_progress(stage, cycle),
+    }
 
 
 def _resumed_step(ckpt: dict[str, Any]) -> int | None:

@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.store import Store, digest_json
+from trans_encoder_core.runtime import seed_everything
 
 logger = logging.getLogger("trans_encoder.tasks")
 
@@ -77,6 +78,7 @@ def run_stage(
     key = stage_key(stage, config, inputs)
     uri = store.uri("stages", stage, key)
     log = _run_logger()
+    started = time.time()
     start = time.perf_counter()
     art = store.verify(uri)
     cached = art is not None
@@ -84,6 +86,10 @@ def run_stage(
         if injected_fault(stage, cycle) == "raise":
             raise RuntimeError(f"injected failure in stage {stage} of cycle {cycle} ({FAULT_ENV})")
         log.info("stage %s (cycle %d): computing %s", stage, cycle, uri)
+        # Every random draw the stage does not seed itself (e.g. a new classification head) follows
+        # from its name, cycle and config, so a recomputation (after a crash, in another process or
+        # store) writes the same bytes. Not from the key: input digests can embed the store root.
+        seed_everything(int(digest_json({"stage": stage, "cycle": cycle, "config": config})[:15], 16))
         with tempfile.TemporaryDirectory(prefix=f"te-{stage}-") as tmp:
             metrics = compute(Path(tmp), key)
             meta = {
@@ -106,6 +112,8 @@ def run_stage(
         "digest": art.digest,
         "cached": cached,
         "seconds": round(time.perf_counter() - start, 3),
+        "started": round(started, 3),
+        "finished": round(time.time(), 3),
         "metrics": art.meta.get("metrics", {}),
     }
 
@@ -127,12 +135,34 @@ def pipeline_task(fn: Callable[..., dict[str, Any]]) -> Any:
     )
 
 
+# Connection failures of the object-store clients that are not OSError subclasses (botocore's
+# EndpointConnectionError and ConnectionClosedError, aiohttp's ServerDisconnectedError, ...).
+_TRANSIENT_CLASS_NAMES = frozenset(
+    {"ConnectionError", "HTTPClientError", "ClientConnectionError", "ClientPayloadError", "TimeoutError"}
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error is a storage or network hiccup worth retrying.
+
+    Bad input and bad configuration raise `TransEncoderError`s that are `ValueError`s, so they are
+    never retried; a missing file is retried because a concurrent run of the same stage may be
+    replacing it (a user's pair file or model folder that does not exist is an input error instead).
+    """
+    if isinstance(exc, PermissionError):
+        return False
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return True
+    return any(
+        cls.__name__ in _TRANSIENT_CLASS_NAMES and cls.__module__.split(".")[0] in ("botocore", "aiohttp")
+        for cls in type(exc).__mro__
+    )
+
+
 def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry I/O errors (storage hiccups), never bad input or injected failures."""
     try:
         state.result()
-    except (OSError, TimeoutError, ConnectionError) as exc:
-        return not isinstance(exc, FileNotFoundError | PermissionError)
-    except Exception:  # noqa: BLE001
-        return False
+    except Exception as exc:  # noqa: BLE001
+        return is_transient(exc)
     return False

@@ -7,6 +7,12 @@ valid marker is never taken as finished:
   the marker inside (the rename is the commit);
 - on object stores (S3, memory) the files are uploaded first and the marker last.
 A committed artifact is never overwritten: a second writer of the same key keeps the first copy.
+
+Remote stores take their options from the environment, never from files in the repository:
+`TRANS_ENCODER_S3_ENDPOINT` (an S3-compatible endpoint such as MinIO) and `TRANS_ENCODER_STORAGE_OPTIONS`
+(a JSON object keyed by protocol, e.g. `{"s3": {"config_kwargs": {"connect_timeout": 5}}}`); credentials
+come from the provider's standard variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, profiles,
+instance roles), which fsspec reads itself, so they are never passed through, logged or stored here.
 """
 
 from __future__ import annotations
@@ -33,10 +39,40 @@ COMMIT_FILE = "_COMMIT.json"
 SUPPORTED_SCHEMES = ("file", "local", "memory", "s3", "s3a", "gs", "gcs", "az", "abfs")
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,199}$")
 CACHE_ENV = "TRANS_ENCODER_CACHE"
+S3_ENDPOINT_ENV = "TRANS_ENCODER_S3_ENDPOINT"
+STORAGE_OPTIONS_ENV = "TRANS_ENCODER_STORAGE_OPTIONS"
 
 
 class StoreError(TransEncoderError, ValueError):
     """A store URL, key or stored object is not usable."""
+
+
+class StoreIntegrityError(TransEncoderError, OSError):
+    """Downloaded bytes do not match an artifact's recorded checksums (an I/O fault: retried)."""
+
+
+def env_storage_options(scheme: str) -> dict[str, Any]:
+    """fsspec options for `scheme` from the environment (see the module docstring)."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV, "").strip()
+    try:
+        by_protocol = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"{STORAGE_OPTIONS_ENV} expects a JSON object keyed by protocol, got invalid JSON ({exc.msg}); "
+            'set it like {"s3": {"config_kwargs": {"connect_timeout": 5}}} or unset it.'
+        ) from None
+    if not isinstance(by_protocol, dict) or not all(isinstance(v, dict) for v in by_protocol.values()):
+        raise StoreError(
+            f"{STORAGE_OPTIONS_ENV} expects a JSON object keyed by protocol with an object of options each, "
+            f'got {raw[:80]!r}; set it like {{"s3": {{"config_kwargs": {{"connect_timeout": 5}}}}}}.'
+        )
+    options = dict(by_protocol.get(scheme, {}))
+    endpoint = os.environ.get(S3_ENDPOINT_ENV, "").strip()
+    if scheme in ("s3", "s3a"):
+        if endpoint:
+            options.setdefault("endpoint_url", endpoint)
+        options.setdefault("use_listings_cache", False)  # other runs write to the same bucket
+    return options
 
 
 def safe_segment(value: str, what: str) -> str:
@@ -81,7 +117,8 @@ class Store:
                 f"Store expects a local path or a URL with one of {', '.join(SUPPORTED_SCHEMES)}, got "
                 f"{root!r}; use e.g. ./te-store, memory://te or s3://bucket/prefix."
             )
-        self.fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        options = {**env_storage_options(scheme), **(storage_options or {})}
+        self.fs, base = fsspec.core.url_to_fs(root, **options)
         self.local = "file" in _protocols(self.fs)
         self.base = base.rstrip("/")
         self.scheme = "file" if self.local else scheme
@@ -160,16 +197,19 @@ class Store:
             logger.info("%s is already committed; keeping the first copy", uri)
             return existing
         self._set_aside_invalid(uri)
-        if self.local:
-            self._commit_local(local_dir, uri, commit)
-        else:
+        if self.local and not self._commit_local(local_dir, uri, commit):
+            winner = self.verify(uri)  # another writer committed first: hand out its copy, not ours
+            if winner is None:
+                raise StoreIntegrityError(f"{uri} was committed concurrently but does not verify; rerun.")
+            return winner
+        if not self.local:
             self._commit_remote(local_dir, uri, commit)
         return Artifact(uri, digest_json(files), meta)
 
     def _set_aside_invalid(self, uri: str) -> None:
         """Move an invalid (uncommitted, truncated or altered) folder out of the way; never delete it."""
         path = self.path(uri)
-        if not self.fs.exists(path):
+        if not self.fs.exists(path) or self.verify(uri) is not None:  # absent, or just committed by another
             return
         parent, name = path.rsplit("/", 1)
         aside = f"{parent}/.{name}.invalid-{uuid.uuid4().hex[:8]}"
@@ -182,7 +222,8 @@ class Store:
         except FileNotFoundError:  # another writer moved it first
             pass
 
-    def _commit_local(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
+    def _commit_local(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> bool:
+        """Rename a complete copy into place; False when another writer committed first."""
         final = Path(self.path(uri))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -195,6 +236,8 @@ class Store:
             if self.read_commit(uri) is None:
                 raise
             logger.info("%s was committed concurrently; keeping the first copy", uri)
+            return False
+        return True
 
     def _commit_remote(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
         base = self.path(uri)
@@ -218,11 +261,34 @@ class Store:
         cache.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".download-"))
         self.fs.get(self.path(uri) + "/", str(tmp), recursive=True)
+        self._check_download(uri, tmp, art.digest)
         if not target.exists():
             os.rename(tmp, target)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+    def _check_download(self, uri: str, folder: Path, digest: str) -> None:
+        """Check a downloaded copy against the commit it came with and the digest it is cached under
+        (a torn download, or one mixed with a concurrent re-commit, fails)."""
+        marker = folder / COMMIT_FILE
+        commit = json.loads(marker.read_text()) if marker.is_file() else None
+        if commit is None:
+            bad = "no commit marker"
+        elif digest_json(commit["files"]) != digest:
+            bad = "it was re-committed while downloading"
+        else:
+            bad = next(
+                (
+                    f"file {rel} does not match its checksum"
+                    for rel, rec in commit["files"].items()
+                    if not _file_matches(folder / rel, rec)
+                ),
+                None,
+            )
+        if bad is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise StoreIntegrityError(f"Download of {uri} is not a complete artifact ({bad}); it is retried.")
 
     # -- plain objects (reports, ledgers, checkpoints) -----------------------------------------
     def exists(self, uri: str) -> bool:
@@ -254,9 +320,18 @@ class Store:
         return json.loads(self.read_bytes(uri))
 
     def delete(self, uri: str) -> None:
+        """Remove an object or folder; best effort (leftovers such as old checkpoints are harmless,
+        and a concurrent run of the same stage may be removing or writing it at the same time)."""
         path = self.path(uri)
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        except OSError as exc:
+            logger.warning("could not delete %s (%s); leaving it", uri, exc)
+
+
+def _file_matches(path: Path, record: dict[str, Any]) -> bool:
+    return path.is_file() and path.stat().st_size == record["size"] and sha256_file(path) == record["sha256"]
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

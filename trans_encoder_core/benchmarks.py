@@ -288,7 +288,8 @@ def load_task(root: str | os.PathLike[str], task: str, *, check_counts: bool = T
     return replace(data.scored(), name=task)
 
 
-def _task_files(root: Path, task: str) -> list[Path]:
+def task_files(root: Path, task: str) -> list[Path]:
+    """The files a task reads under the data root (SICK-R: the full release if present, else the 3 files)."""
     if task in STS_YEARS:
         return [
             root / task / f"STS.{kind}.{sub}.txt"
@@ -314,7 +315,7 @@ def available_tasks(root: str | os.PathLike[str]) -> dict[str, str | None]:
         if not folder.is_dir():
             result[task] = f"folder {folder} not found"
             continue
-        missing = [path.name for path in _task_files(base, task) if not path.is_file()]
+        missing = [path.name for path in task_files(base, task) if not path.is_file()]
         result[task] = (
             f"missing {len(missing)} file(s) in {folder}: {', '.join(missing)}" if missing else None
         )

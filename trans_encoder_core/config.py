@@ -106,3 +106,97 @@ class CrossEncoderConfig(_Frozen):
     symmetric_labels: bool = False
     clamp_targets: bool = False
     fit: FitConfig = Field(default_factory=cross_fit_defaults)
+
+
+InitMethod = Literal["none", "simcse", "mirror_bert"]
+
+
+class ContrastiveConfig(_Frozen):
+    """One unsupervised contrastive recipe that turns a pretrained LM into a bi-encoder.
+
+    This is step 2.1 of the paper ("from PLM to a bi-encoder", §2.1; algorithm.md §1.2), which the
+    authors never ran themselves: they start from released SimCSE / Mirror-BERT checkpoints.
+
+    Attributes:
+        loss: "in_batch" (SimCSE: each first view against the B second views of the batch) or
+            "nt_xent" (Mirror-BERT: each of the 2B views against the 2B - 1 others).
+        temperature: softmax temperature over cosine similarities.
+        span_mask: characters of the second view replaced by the mask token at a random position
+            (Mirror-BERT's random span masking; 0 = dropout views only, as in SimCSE).
+        max_seq_length: tokens per sentence while training.
+        fit: the training run (linear decay as everywhere in this project; see the defaults).
+    """
+
+    loss: Literal["in_batch", "nt_xent"] = "in_batch"
+    temperature: float = Field(default=0.05, gt=0)
+    span_mask: int = Field(default=0, ge=0)
+    max_seq_length: int = Field(default=32, gt=1)
+    fit: FitConfig
+
+
+def simcse_defaults(**overrides: object) -> ContrastiveConfig:
+    """Unsupervised SimCSE as published (Gao, Yao, Chen, EMNLP 2021).
+
+    From princeton-nlp/SimCSE `run_unsup_example.sh` (BERT-base): 1 epoch, batch 64, lr 3e-5,
+    max_seq_length 32, temperature 0.05, [CLS] pooling, dropout 0.1 as the only augmentation, STS-B
+    dev evaluated every 125 steps with the best checkpoint kept; HF Trainer defaults for the rest
+    (AdamW eps 1e-8, no weight decay, linear decay, no warmup). The README's table gives lr 1e-5 with
+    batch 512 for RoBERTa-base. Not reproduced: the MLP over [CLS] that SimCSE trains and then drops
+    (`--mlp_only_train`), and its 1M-sentence Wikipedia corpus (we use the pool's sentences).
+    """
+    fit = FitConfig(
+        learning_rate=3e-5, batch_size=64, epochs=1, weight_decay=0.0, adam_eps=1e-8, eval_steps=125
+    )
+    values: dict[str, object] = {"loss": "in_batch", "temperature": 0.05, "max_seq_length": 32, "fit": fit}
+    return ContrastiveConfig(**{**values, **overrides})
+
+
+def mirror_bert_defaults(**overrides: object) -> ContrastiveConfig:
+    """Mirror-BERT for sentences as published (Liu, Vulić, Korhonen, Collier, EMNLP 2021).
+
+    From cambridgeltl/mirror-bert `mirror_scripts/mirror_sentence_roberta.sh` and `train.py`: 1 epoch,
+    batch 200, lr 2e-5, AdamW weight decay 0.01, max_length 50, InfoNCE (NT-Xent) temperature 0.04,
+    dropout 0.1, a random span of 5 characters masked in one view, [CLS] pooling (RoBERTa); 10k
+    sentences of the task's own text. No dev selection (eval only at the epoch end here). Differences:
+    the official loop keeps the learning rate constant (ours decays linearly) and pads every batch to
+    50 tokens (ours pads per batch).
+    """
+    fit = FitConfig(
+        learning_rate=2e-5, batch_size=200, epochs=1, weight_decay=0.01, adam_eps=1e-8, eval_steps=0
+    )
+    values: dict[str, object] = {
+        "loss": "nt_xent",
+        "temperature": 0.04,
+        "span_mask": 5,
+        "max_seq_length": 50,
+        "fit": fit,
+    }
+    return ContrastiveConfig(**{**values, **overrides})
+
+
+class InitConfig(_Frozen):
+    """Unsupervised bi-encoder initialisation (paper §2.1; algorithm.md §1.2): both recipes' settings.
+
+    The method itself is chosen by the flow (`init_method`: none | simcse | mirror_bert); "none" is
+    for a starting model that already is a sentence encoder (e.g. a SimCSE checkpoint, the packaged
+    model). Defaults are each method's published values (see `simcse_defaults`,
+    `mirror_bert_defaults`).
+
+    Attributes:
+        simcse: the SimCSE recipe.
+        mirror_bert: the Mirror-BERT recipe.
+        max_sentences: train on a seeded random subset of this many distinct pool sentences
+            (None: all of them).
+    """
+
+    simcse: ContrastiveConfig = Field(default_factory=simcse_defaults)
+    mirror_bert: ContrastiveConfig = Field(default_factory=mirror_bert_defaults)
+    max_sentences: int | None = Field(default=None, ge=2)
+
+    def recipe(self, method: str) -> ContrastiveConfig:
+        """The settings of `method` ("simcse" or "mirror_bert")."""
+        if method == "simcse":
+            return self.simcse
+        if method == "mirror_bert":
+            return self.mirror_bert
+        raise ValueError(f"Initialisation expects method 'simcse' or 'mirror_bert', got {method!r}.")

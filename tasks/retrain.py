@@ -1,0 +1,155 @@
+"""Stages of scheduled retraining: read the inbox and registry, merge new pairs into the pool, and
+publish the retrained models as a registry version (then record the ingested files in the ledger)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.artifacts import PAIRS_FILE, read_table, write_table
+from tasks.inbox import pending_files, read_file_bytes, record_ingested
+from tasks.registry import gate, list_versions, publish_version, read_latest
+from tasks.stages import pipeline_task, run_stage
+from tasks.store import Store, digest_json
+from trans_encoder_core.errors import InputDataError
+from trans_encoder_core.pairs import read_pairs
+from trans_encoder_core.schema import PAIRS_SCHEMA
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def retrain_state(store_root: str) -> dict[str, Any]:
+    """The latest registry version, the pending inbox files and the number the next version gets."""
+    store = Store(store_root)
+    latest = read_latest(store)
+    done = latest.get("inbox", []) if latest else []
+    return {
+        "latest": latest,
+        "pending": pending_files(store, done),
+        "next_version": max(list_versions(store), default=0) + 1,
+    }
+
+
+def merge_pair_tables(tables: list[pa.Table]) -> tuple[pa.Table, int]:
+    """Concatenate pair tables in order and keep the first row of each `pair_id`.
+
+    Returns:
+        `(table, n_duplicates_removed)`.
+    """
+    if not tables:
+        raise InputDataError(
+            "merge_pool expects a previous pool, initial pairs or inbox files, got none; add pairs with "
+            "`trans-encoder add-pairs FILE` or set initial_pairs."
+        )
+    combined = pa.concat_tables([t.select(PAIRS_SCHEMA.names).cast(PAIRS_SCHEMA) for t in tables])
+    seen: set[str] = set()
+    keep = []
+    for row, pid in enumerate(combined["pair_id"].to_pylist()):
+        if pid not in seen:
+            seen.add(pid)
+            keep.append(row)
+    return combined.take(keep), combined.num_rows - len(keep)
+
+
+def _read_new_pairs(data: bytes, name: str, options: dict[str, Any]) -> pa.Table:
+    return read_pairs(
+        io.BytesIO(data),
+        name=name,
+        sentence1_column=options["sentence1_column"],
+        sentence2_column=options["sentence2_column"],
+        on_invalid=options["on_invalid"],
+    ).table
+
+
+@pipeline_task
+def merge_pool(
+    store_root: str,
+    base: dict[str, Any] | None,
+    initial: str | None,
+    files: list[dict[str, str]],
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Merge the previous pool, the initial pair file and new inbox files into a new pool artifact.
+
+    The pool keeps the first occurrence of each `pair_id` (previous pool first, then files by name), so
+    pairs already trained on keep their place and re-sent pairs are not duplicated. `options` holds
+    `sentence1_column`, `sentence2_column` and `on_invalid` for reading the new files.
+    """
+    store = Store(store_root)
+    sources = [(f["name"], store.read_bytes(f["uri"])) for f in files]
+    ingested = [
+        {**f, "sha256": hashlib.sha256(data).hexdigest()} for f, (_, data) in zip(files, sources, strict=True)
+    ]
+    if initial is not None:
+        sources.insert(0, (Path(initial).name, read_file_bytes(initial)))
+    digests = [[name, hashlib.sha256(data).hexdigest()] for name, data in sources]
+    inputs = {"base": base["digest"] if base else "none", "sources": digest_json(digests)}
+
+    def compute(folder: Path, key: str) -> dict[str, Any]:
+        tables = [read_table(store, base["uri"], PAIRS_FILE)] if base else []
+        n_base = tables[0].num_rows if tables else 0
+        tables += [_read_new_pairs(data, name, options) for name, data in sources]
+        merged, duplicates = merge_pair_tables(tables)
+        lineage = {"stage": "merge_pool", "base": base["uri"] if base else None, "files": digests, "key": key}
+        write_table(merged, folder, PAIRS_FILE, lineage)
+        return {
+            "n_pairs": merged.num_rows,
+            "n_base": n_base,
+            "n_new": merged.num_rows - n_base,
+            "n_duplicates": duplicates,
+        }
+
+    result = run_stage(store, "merge_pool", 0, {"kind": "merge", **options}, inputs, compute)
+    result["files"] = ingested
+    result["pairs_uri"] = f"{result['uri']}/{PAIRS_FILE}"
+    return result
+
+
+def model_metrics(summary: dict[str, Any]) -> dict[str, Any]:
+    """The selected bi and cross models' scores from a self-distillation summary."""
+    return {
+        kind: {k: entry[k] for k in ("cycle", "dev", "test", "average")}
+        for kind, entry in summary["best"].items()
+    }
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def publish_candidate(
+    store_root: str,
+    summary: dict[str, Any],
+    pool: dict[str, Any],
+    latest: dict[str, Any] | None,
+    *,
+    tolerance: float,
+    gate_on: str,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish the run's selected models as a new version if they pass the dev gate, then record the
+    ingested inbox files in the ledger (never before: a failed or rejected run leaves them pending)."""
+    store = Store(store_root)
+    metrics = model_metrics(summary)
+    current = ((latest or {}).get("metrics", {}).get(gate_on) or {}).get("dev")
+    decision = gate(metrics[gate_on]["dev"], current, tolerance)
+    outcome: dict[str, Any] = {"decision": decision.as_dict(), "version": None}
+    if not decision.publish:
+        return outcome
+    record = {
+        "models": {kind: summary["best"][kind]["model"] for kind in ("bi", "cross")},
+        "metrics": metrics,
+        "pool": {"uri": pool["uri"], "digest": pool["digest"], "pairs": pool["metrics"]["n_pairs"]},
+        "config": summary["config"],
+        "inbox": [f["name"] for f in pool["files"]] + (latest.get("inbox", []) if latest else []),
+        "new_files": [f["name"] for f in pool["files"]],
+        "gate": decision.as_dict(),
+        "run": run,
+    }
+    stored = publish_version(store, record)
+    record_ingested(store, pool["files"], version=stored["version"], run=run.get("flow_run_id"))
+    outcome["version"] = stored["version"]
+    outcome["record"] = stored
+    return outcome

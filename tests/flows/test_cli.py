@@ -1,0 +1,183 @@
+"""The `trans-encoder` command line: self-distill in fresh processes, SIGKILL resume, evaluate, score,
+data fetch."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows.cli import main
+from flows.data_fetch import read_manifest
+from tasks.store import Store
+from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT
+
+
+def cli_args(model: Path, store: Path, data_root: Path, *extra: str) -> list[str]:
+    return [
+        "self-distill",
+        "--store",
+        str(store),
+        "--pairs",
+        str(EXAMPLE_PAIRS),
+        "--data",
+        str(data_root),
+        "--model",
+        str(model),
+        "--cycles",
+        "2",
+        "--set",
+        'eval_tasks=["stsb"]',
+        "--set",
+        "checkpoint_steps=2",
+        "--set",
+        "bi.fit.epochs=2",
+        "--set",
+        "bi.fit.batch_size=8",
+        "--set",
+        "bi.fit.eval_steps=3",
+        "--set",
+        "cross.fit.batch_size=8",
+        "--set",
+        "cross.fit.eval_steps=4",
+        "--set",
+        "cross.eval_max_length=64",
+        *extra,
+    ]
+
+
+def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, "PREFECT_HOME": str(home), **env}
+    environ.pop("PREFECT_API_URL", None)  # ephemeral mode, as a user without a server
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=REPO_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def best(summary_file: Path) -> dict[str, object]:
+    summary = json.loads(summary_file.read_text())
+    return {k: (v["cycle"], v["test"]) for k, v in summary["best"].items()}
+
+
+def test_rerun_in_a_new_process_and_prefect_db_is_fully_cached(
+    flow_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    args = cli_args(flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s1.json"))
+    first = run_cli(args, tmp_path / "home1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "best cross" in first.stdout and "start bi" in first.stdout
+    args[-1] = str(tmp_path / "s2.json")
+    second = run_cli(args, tmp_path / "home2")  # a new Prefect database
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads((tmp_path / "s2.json").read_text())
+    n = len(summary["stages"])
+    assert f"stages: {n} ({n} cached)" in second.stdout
+    assert best(tmp_path / "s1.json") == best(tmp_path / "s2.json")
+
+
+def test_sigkill_during_training_resumes_from_the_checkpoint(
+    flow_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    reference = run_cli(
+        cli_args(flow_model, tmp_path / "ref", data_root, "--summary", str(tmp_path / "r.json")),
+        tmp_path / "home",
+    )
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    args = cli_args(flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s.json"))
+    killed = run_cli(args, tmp_path / "home", TRANS_ENCODER_FAULT="train_bi:1:kill")
+    assert killed.returncode == -9
+    store = Store(str(tmp_path / "store"))
+    assert list(Path(store.path(store.uri("checkpoints", "train_bi"))).glob("*/state.safetensors"))
+    resumed = run_cli(args, tmp_path / "home")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    stage = next(s for s in summary["stages"] if s["name"] == "train_bi" and s["cycle"] == 1)
+    assert not stage["cached"]
+    meta = store.read_commit(stage["uri"])["meta"]
+    assert meta["metrics"]["resumed_from_step"] == 2  # the first checkpoint (checkpoint_steps=2)
+    assert not list(Path(store.path(store.uri("checkpoints", "train_bi"))).glob("*/state.safetensors"))
+    assert best(tmp_path / "s.json") == best(tmp_path / "r.json")
+
+
+def test_evaluate_and_score_commands(
+    flow_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(flow_model),
+                "--data",
+                str(data_root),
+                "--tasks",
+                "stsb",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
+    results = json.loads(out_json.read_text())
+    assert set(results["tasks"]) == {"stsb"} and -100 <= results["tasks"]["stsb"] <= 100
+    assert "stsb" in capsys.readouterr().out
+    out = tmp_path / "scores.parquet"
+    assert main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.num_rows == 40 and table.column_names[:4] == ["pair_id", "sentence1", "sentence2", "score"]
+    with pytest.raises(SystemExit, match="refuses to overwrite"):
+        main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)])
+
+
+@pytest.fixture
+def mirror(data_root: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A local HTTP server with the source snapshot's layout, built from the benchmark folder."""
+    root = tmp_path / "mirror"
+    for entry in read_manifest():
+        target = root / entry.remote
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data_root / entry.local, target)
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(root))  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_data_fetch_downloads_and_verifies(
+    mirror: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, root = mirror
+    dest = tmp_path / "sts"
+    assert main(["data", "fetch", "--dest", str(dest), "--base-url", url]) == 0
+    assert "61 files verified" in capsys.readouterr().out
+    from trans_encoder_core.benchmarks import load_stsb
+
+    assert len(load_stsb(dest, "test")) == 1379
+    assert main(["data", "fetch", "--dest", str(dest), "--base-url", url]) == 0
+    assert "(0 downloaded, 61 kept)" in capsys.readouterr().out
+    victim = next(e for e in read_manifest() if e.local == "stsb/sts-dev.csv")
+    (root / victim.remote).write_bytes(b"tampered\n")
+    fresh = tmp_path / "fresh"
+    assert main(["data", "fetch", "--dest", str(fresh), "--base-url", url]) == 2
+    err = capsys.readouterr().err
+    assert "stsb/sts-dev.csv" in err and "sha256" in err
+    assert not (fresh / "stsb" / "sts-dev.csv").exists()
