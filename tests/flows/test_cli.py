@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -56,16 +57,28 @@ def cli_args(model: Path, store: Path, data_root: Path, *extra: str) -> list[str
 
 
 def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PREFECT_HOME": str(home), **env}
+    """Run the CLI in its own session; afterwards kill the whole group, so the temporary Prefect server
+    of a process that was SIGKILLed cannot outlive the test."""
+    environ = {**os.environ, "PREFECT_HOME": str(home), "OMP_NUM_THREADS": "1", **env}
     environ.pop("PREFECT_API_URL", None)  # ephemeral mode, as a user without a server
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=REPO_ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    out, err = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", *args],
+            cwd=REPO_ROOT,
+            env=environ,
+            stdout=fo,
+            stderr=fe,
+            start_new_session=True,
+        )
+        try:
+            rc = proc.wait(timeout=600)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return subprocess.CompletedProcess(proc.args, rc, out.read_text(), err.read_text())
 
 
 def best(summary_file: Path) -> dict[str, object]:
