@@ -65,7 +65,8 @@ def build_summary(
 ) -> dict[str, Any]:
     """The run report (summary.json); `agreement` maps a cycle to its bi–cross label Spearman x100."""
     agreement = agreement or {}
-    start_ref = cfg.bi.model
+    # the starting bi-encoder: the unsupervised init stage's output when there is one, else the config's
+    start_ref = next((s["uri"] for s in stages if s["name"] == "init_bi"), cfg.bi.model)
     models = {0: start_ref} | {c["cycle"]: c for c in cycles}
     best_models = {}
     for kind in ("bi", "cross"):

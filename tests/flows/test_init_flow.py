@@ -41,6 +41,7 @@ def test_self_distill_starts_from_the_unsupervised_init_and_caches_it(make_confi
     )
     labels = Path(store.path(_stage(first, "bi_scores", 1)["uri"])) / "labels.parquet"
     assert read_lineage(pq.read_schema(labels))["model"] == init["uri"]  # cycle 1's teacher is the init
+    assert first["start"]["bi"]["model"] == init["uri"]  # the report names the real starting model
 
     second = self_distill(cfg)
     assert second["all_cached"]
