@@ -32,7 +32,12 @@ def read_source_bytes(uri: str) -> bytes:
         raise InputDataError(f"Pair file {uri} is a folder; pass a file.", source=uri) from exc
 
 
-def subsample(table: Any, max_pairs: int | None, seed: int) -> Any:
+def subsample_seed(source: dict[str, Any]) -> int | None:
+    """The seed only matters when the pool is subsampled; without it the pool (and its key) is seed-free."""
+    return source["seed"] if source.get("max_pairs") is not None else None
+
+
+def subsample(table: Any, max_pairs: int | None, seed: int | None) -> Any:
     """A seeded random subset of at most `max_pairs` rows (all rows when None)."""
     if max_pairs is None or table.num_rows <= max_pairs:
         return table
@@ -44,10 +49,9 @@ def subsample(table: Any, max_pairs: int | None, seed: int) -> Any:
 def _ingest_file(store: Store, source: dict[str, Any]) -> dict[str, Any]:
     data = read_source_bytes(source["uri"])
     inputs = {"file": hashlib.sha256(data).hexdigest()}
-    options = {
-        k: source[k]
-        for k in ("format", "sentence1_column", "sentence2_column", "on_invalid", "max_pairs", "seed")
-    }
+    keys = ("format", "sentence1_column", "sentence2_column", "on_invalid", "max_pairs")
+    options: dict[str, Any] = {k: source[k] for k in keys}
+    options["seed"] = subsample_seed(source)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         import io
@@ -77,7 +81,7 @@ def _ingest_benchmark(store: Store, source: dict[str, Any]) -> dict[str, Any]:
     root, pool = source["data"], source["pool"]
     tasks = POOL_TASKS[pool]
     inputs = {"data": data_digest(root, tasks)}
-    options = {"pool": pool, "max_pairs": source["max_pairs"], "seed": source["seed"]}
+    options = {"pool": pool, "max_pairs": source["max_pairs"], "seed": subsample_seed(source)}
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         mode = "inductive" if pool == "inductive" else "transductive"
