@@ -113,7 +113,9 @@ def build_mutual_config(args: argparse.Namespace) -> Any:
         apply_sets(merged, [s for s in sets if not s.startswith("plms.")])
         return MutualDistillConfig.model_validate(merged)
     except ValidationError as exc:
-        raise SystemExit(f"Invalid configuration:\n{exc}") from None
+        from flows.cli import config_error
+
+        raise config_error(exc) from None
 
 
 def format_table(summary: dict[str, Any]) -> str:

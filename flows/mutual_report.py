@@ -16,26 +16,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.distill import DEV_TASK
+from flows.report import model_entry
 from tasks.store import Store
 
 Result = dict[str, Any]
 AVERAGE_KEYS = ("mean", "std", "spread", "model_std", "agreement", "agreement_mean")
 ENSEMBLE_ROWS = {"start_bi": "ensemble start bi", "bi": "ensemble bi", "cross": "ensemble cross"}
-
-
-def model_entry(model: str, cycle: int | dict[str, int], evaluation: Result) -> dict[str, Any]:
-    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, dev and test Spearman × 100."""
-    tasks = dict(evaluation["metrics"]["tasks"])
-    dev = tasks.pop(DEV_TASK, None)
-    return {
-        "model": model,
-        "cycle": cycle,
-        "dev": dev,
-        "test": tasks,
-        "average": evaluation["metrics"]["average"],
-        "missing": evaluation["metrics"]["missing"],
-    }
 
 
 def _stage_rows(log: list[tuple[str | None, Result]]) -> list[dict[str, Any]]:

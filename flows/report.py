@@ -40,7 +40,8 @@ def select_best(
     return best
 
 
-def _model_entry(model: str, cycle: int, evaluation: dict[str, Any]) -> dict[str, Any]:
+def model_entry(model: str, cycle: int | dict[str, int], evaluation: dict[str, Any]) -> dict[str, Any]:
+    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, dev and test Spearman x 100."""
     tasks = dict(evaluation["metrics"]["tasks"])
     dev = tasks.pop(DEV_TASK, None)
     return {
@@ -71,7 +72,7 @@ def build_summary(
     best_models = {}
     for kind in ("bi", "cross"):
         model = start_ref if best[kind] == 0 else models[best[kind]][kind]["uri"]
-        best_models[kind] = _model_entry(model, best[kind], finals[kind])
+        best_models[kind] = model_entry(model, best[kind], finals[kind])
     return {
         "run_name": cfg.run_name,
         "config": cfg.model_dump(mode="json"),
@@ -98,7 +99,7 @@ def build_summary(
             }
             for c in cycles
         ],
-        "start": {"bi": _model_entry(start_ref, 0, start_eval)},
+        "start": {"bi": model_entry(start_ref, 0, start_eval)},
         "best": best_models,
         "data": {"missing": data.get("missing") or {}, "reason": data.get("reason")},
         "all_cached": all(s["cached"] for s in stages),
