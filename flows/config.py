@@ -45,6 +45,9 @@ class SelfDistillConfig(BaseModel):
             on dev (off in the paper).
         bi_label_mix: train the bi-encoder on (1 - w) · cross scores + w · the cycle's bi scores (an
             option of ours, off in the paper).
+        bi_label_calibration: "quantile" maps the cross scores onto the distribution of the cycle's
+            bi scores before mixing, keeping their ranks, so that the bi-encoder learns the ranking
+            and not the cross-encoder's calibration (an option of ours; "none" in the paper).
         seed: seed of every shuffle, dropout mask and subsample.
         device: "auto" (GPU if present), "cpu", "cuda", "cuda:1", ...
         checkpoint_steps: also checkpoint training every this many steps (0: each epoch end only).
@@ -71,6 +74,7 @@ class SelfDistillConfig(BaseModel):
     init: Literal["refresh", "sequential"] = "refresh"
     select_start: bool = False
     bi_label_mix: float = Field(default=0.0, ge=0.0, le=1.0)
+    bi_label_calibration: Literal["none", "quantile"] = "none"
     bi: BiEncoderConfig = Field(default_factory=BiEncoderConfig)
     cross: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
     seed: int = 2021
@@ -104,14 +108,16 @@ def quick_overrides() -> dict[str, Any]:
         "pool": "stsb",
         "cycles": 1,
         "select_start": True,
-        "bi_label_mix": 0.5,
+        "bi_label_calibration": "quantile",
         "checkpoint_steps": 100,
         "cross": CrossEncoderConfig(
             symmetric_labels=True,
             eval_max_length=128,
-            fit=cross_fit_defaults(learning_rate=1e-4, eval_steps=100),
+            fit=cross_fit_defaults(learning_rate=1e-4, eval_steps=100, precision="bf16"),
         ),
-        "bi": BiEncoderConfig(fit=bi_fit_defaults(learning_rate=2e-5, epochs=1, eval_steps=20)),
+        "bi": BiEncoderConfig(
+            fit=bi_fit_defaults(learning_rate=2e-5, epochs=1, eval_steps=20, precision="bf16")
+        ),
     }
 
 

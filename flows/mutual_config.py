@@ -75,8 +75,9 @@ class MutualDistillConfig(BaseModel):
         store: store root (local folder, `file://`, `s3://`; `memory://` only without Dask). On a
             Dask cluster of several machines every worker must reach it (S3 or a shared folder).
         pairs, pairs_format, sentence1_column, sentence2_column, drop_invalid_rows, pool, max_pairs,
-            data, dev_selection, eval_tasks, cycles, select_start, bi_label_mix, checkpoint_steps:
-            as in `SelfDistillConfig`; `bi_label_mix` mixes in the cycle's *averaged* bi labels.
+            data, dev_selection, eval_tasks, cycles, select_start, bi_label_mix, bi_label_calibration,
+            checkpoint_steps: as in `SelfDistillConfig`; `bi_label_mix` and `bi_label_calibration` use
+            the cycle's *averaged* bi labels.
         init: "refresh" (every cycle restarts each cross from its `cross.model` and each bi from its
             starting bi-encoder: the paper, and what the official mutual script always does) or
             "sequential" (Table 13).
@@ -107,6 +108,7 @@ class MutualDistillConfig(BaseModel):
     init: Literal["refresh", "sequential"] = "refresh"
     select_start: bool = False
     bi_label_mix: float = Field(default=0.0, ge=0.0, le=1.0)
+    bi_label_calibration: Literal["none", "quantile"] = "none"
     plms: list[PLMConfig] = Field(default_factory=paper_plms, min_length=2)
     unsup: InitConfig = Field(default_factory=InitConfig)
     seed: int = 2021

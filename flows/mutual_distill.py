@@ -164,6 +164,7 @@ def one_cycle(run: MutualRun, c: int, teacher: Models) -> dict[str, Any]:
             "bi": p.bi.model_copy(update={"pooling": bi_labels[n]["metrics"]["pooling"]}),
             "mix_labels": avg_bi,
             "mix_weight": run.cfg.bi_label_mix,
+            "calibrate": run.cfg.bi_label_calibration == "quantile",
             **fit,
         },
     )

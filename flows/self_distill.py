@@ -93,6 +93,7 @@ def self_distill(config: SelfDistillConfig = SelfDistillConfig()) -> dict[str, A
             cycle=c,
             mix_labels=bi_labels,
             mix_weight=cfg.bi_label_mix,
+            calibrate=cfg.bi_label_calibration == "quantile",
             **common,
         )
         stages += [bi_labels, cross, cross_labels, bi]

@@ -25,7 +25,7 @@ from tasks.stages import injected_fault, kill_self, pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import available_tasks, load_stsb, load_task
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
-from trans_encoder_core.distillation import train_bi_encoder, train_cross_encoder
+from trans_encoder_core.distillation import quantile_calibrate, train_bi_encoder, train_cross_encoder
 from trans_encoder_core.evaluation import bi_scorer, cross_scorer, dev_evaluator, evaluate_scorer
 from trans_encoder_core.metrics import mean_over_present
 from trans_encoder_core.runtime import resolve_device
@@ -223,26 +223,36 @@ def train_bi(
     checkpoint_steps: int = 0,
     mix_labels: dict[str, Any] | None = None,
     mix_weight: float = 0.0,
+    calibrate: bool = False,
 ) -> dict[str, Any]:
     """Cross→bi distillation from `start` on the cross-encoder's labels (step D).
 
-    `mix_weight` > 0 trains on (1 - w) · cross labels + w · `mix_labels` (an option, off in the paper).
+    `mix_weight` > 0 trains on (1 - w) · cross labels + w · `mix_labels`; `calibrate` first maps the
+    cross labels onto the distribution of `mix_labels` keeping their ranks (both options of ours, off in
+    the paper; `core.distillation.quantile_calibrate`).
     """
     store = Store(store_root)
+    if calibrate and mix_labels is None:
+        raise ValueError("train_bi: calibrate=True needs mix_labels (the bi-encoder's own scores).")
+    uses_mix = mix_labels is not None and (mix_weight > 0 or calibrate)
     config = {**bi.model_dump(exclude={"score_batch_size", "model"}), "mix_weight": mix_weight}
+    if calibrate:  # only when on, so that the keys of earlier runs stay valid
+        config["calibration"] = "quantile"
     inputs = {
         "labels": labels["digest"],
         "start": start["digest"],
         "dev": dev["digest"] if dev else "none",
-        "mix": mix_labels["digest"] if mix_labels and mix_weight else "none",
+        "mix": mix_labels["digest"] if uses_mix else "none",
     }
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, labels["uri"], LABELS_FILE)
         target = table["score"].to_numpy().astype(np.float64)
-        if mix_labels is not None and mix_weight:
-            other = read_table(store, mix_labels["uri"], LABELS_FILE)
-            target = (1 - mix_weight) * target + mix_weight * other["score"].to_numpy()
+        if uses_mix:
+            other = read_table(store, mix_labels["uri"], LABELS_FILE)["score"].to_numpy()
+            if calibrate:
+                target = quantile_calibrate(target, other)
+            target = (1 - mix_weight) * target + mix_weight * other
         enc = load_bi(
             store,
             start["ref"],

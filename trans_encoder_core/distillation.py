@@ -20,6 +20,26 @@ from trans_encoder_core.losses import cosine_mse, soft_bce_with_logits
 from trans_encoder_core.training import Evaluate, TrainResult, fit
 
 
+def quantile_calibrate(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`reference`'s values re-ordered by the ranks of `scores` (rank kept, distribution replaced).
+
+    The bi-encoder learns cosines, the cross-encoder emits sigmoid probabilities: MSE on raw
+    probabilities also asks the bi-encoder to recalibrate. Mapping the cross labels onto the
+    distribution of the bi-encoder's own cosines leaves only the ranking to learn (an option of ours).
+    Ties in `scores` keep row order.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if scores.shape != reference.shape or scores.ndim != 1:
+        raise ValueError(
+            f"quantile_calibrate expects two aligned 1-d score columns, got shapes {scores.shape} and "
+            f"{reference.shape}."
+        )
+    out = np.empty_like(reference)
+    out[np.argsort(scores, kind="stable")] = np.sort(reference)
+    return out
+
+
 def _check_labels(first: Sequence[str], second: Sequence[str], labels: np.ndarray) -> np.ndarray:
     if not (len(first) == len(second) == len(labels)):
         raise ValueError(
@@ -60,7 +80,8 @@ def train_cross_encoder(
     )
     tokens = tokenize_pairs(cross.tokenizer, a, b, cfg.max_length)
     device = next(cross.parameters()).device
-    target_t = torch.as_tensor(targets, dtype=torch.float32)
+    # a copy: Arrow-backed arrays are read-only
+    target_t = torch.tensor(np.asarray(targets, dtype=np.float32))
 
     def step_loss(idx: np.ndarray) -> torch.Tensor:
         logits = cross(tokens.collate(idx, device))

@@ -74,3 +74,16 @@ def test_cosine_mse_ignores_vector_scale_and_is_zero_at_the_target() -> None:
     assert cosine_mse(10 * a, 0.1 * b, torch.zeros(2)).item() == pytest.approx(
         cosine_mse(a, b, torch.zeros(2)).item()
     )
+
+
+def test_quantile_calibrate_keeps_ranks_and_takes_the_reference_values() -> None:
+    from trans_encoder_core.distillation import quantile_calibrate
+
+    cross = np.array([0.9, 0.1, 0.5, 0.5, 0.3])
+    bi = np.array([0.2, -0.1, 0.8, 0.4, 0.6])
+    out = quantile_calibrate(cross, bi)
+    assert sorted(out) == sorted(bi)  # the bi-encoder's own distribution
+    assert list(np.argsort(out, kind="stable")) == list(np.argsort(cross, kind="stable"))  # cross's ranks
+    assert out.tolist() == [0.8, -0.1, 0.4, 0.6, 0.2]  # tie 0.5/0.5 keeps row order
+    with pytest.raises(ValueError, match="aligned 1-d"):
+        quantile_calibrate(cross, bi[:4])

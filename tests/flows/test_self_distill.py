@@ -62,6 +62,22 @@ def test_config_change_recomputes_only_affected_stages(make_config: Any) -> None
         assert not runs[stage], f"{stage} should be recomputed"
 
 
+def test_label_calibration_recomputes_bi_training_only(make_config: Any) -> None:
+    cfg = make_config(cycles=1, bi_label_mix=0.5)
+    first = self_distill(cfg)
+    calibrated = self_distill(cfg.model_copy(update={"bi_label_calibration": "quantile"}))
+    runs = stage_runs(calibrated)
+    cached = [("ingest_pairs", 0), ("bi_scores", 1), ("train_cross", 1), ("cross_scores", 1)]
+    assert all(runs[s] for s in cached)
+    assert not runs[("train_bi", 1)]
+    bi_first, bi_calibrated = (
+        next(s["uri"] for s in r["stages"] if s["name"] == "train_bi") for r in (first, calibrated)
+    )
+    assert bi_first != bi_calibrated
+    # switching the option back finds every output of the first run
+    assert all(stage_runs(self_distill(cfg)).values())
+
+
 def test_deleted_output_recomputes_just_that_stage(make_config: Any) -> None:
     cfg = make_config()
     first = self_distill(cfg)
