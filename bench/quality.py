@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = Path(args.store if "://" not in args.store else ".") / "quality-summaries"
         out_dir.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            path = out_dir / f"seed-{seed}.json"
+            kind = "mutual" if args.mutual or len(args.model or []) > 1 else "self"
+            path = out_dir / f"{kind}-seed-{seed}.json"
             cmd = run_command(args, seed, path)
             print("$", " ".join(cmd), flush=True)
             t0 = time.perf_counter()
