@@ -124,7 +124,7 @@ def load_pool(data_root: str | None) -> tuple[list[str], list[str], dict[str, An
     """The transductive STS pool, or a synthetic one with the same repeat factor when data is missing."""
     root = data_root or os.environ.get("TRANS_ENCODER_DATA") or DEFAULT_DATA
     if Path(root).is_dir():
-        from trans_encoder_core.benchmarks import training_pool
+        from trans_encoder_core.pool import training_pool
 
         table, stats = training_pool(root)
         info = {"source": "sts", "root": root, "n_pairs": stats["n_pairs"], "missing": stats["missing"]}

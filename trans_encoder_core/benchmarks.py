@@ -8,7 +8,8 @@ The data folder is passed in by the caller (core never reads the environment); i
 
 Every file is checked against :data:`MANIFEST` (pair counts from the data README), so a truncated or
 different release fails loudly instead of silently changing the numbers. Sentences are returned as
-they are in the files (the pool in :func:`training_pool` normalises them through ``pairs``).
+they are in the files (the pool in :func:`trans_encoder_core.pool.training_pool` normalises them
+through ``pairs``).
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
-import pyarrow as pa
 
 from trans_encoder_core.errors import BenchmarkDataError, ConfigError
-from trans_encoder_core.pairs import make_pairs_table
 
 DATA_ENV_VAR = "TRANS_ENCODER_DATA"
 TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")  # the paper's 7-task order (§3.3)
@@ -67,7 +66,7 @@ MANIFEST: Mapping[str, Mapping[str, tuple[int, int]]] = {
 SICK_SEMEVAL_MANIFEST = {"train": (4500, 4500), "trial": (500, 500), "test": (4927, 4927)}  # 3-file release
 SICK_ANNOTATED = "SICK_annotated.txt"
 SICK_SEMEVAL_FILES = {"train": "SICK_train.txt", "trial": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
-_FIX = (
+FIX_HINT = (
     f"copy the original release files (see data/README.md) or point {DATA_ENV_VAR} at a folder that has them"
 )
 
@@ -114,7 +113,7 @@ def _read_lines(path: Path) -> list[str]:
     """Return the lines of a UTF-8 file without line endings (``\\r`` stripped, no quoting rules)."""
     if not path.is_file():
         raise BenchmarkDataError(
-            f"Benchmark loader expects the file {path}, got no such file; {_FIX}.", path=str(path)
+            f"Benchmark loader expects the file {path}, got no such file; {FIX_HINT}.", path=str(path)
         )
     data = path.read_bytes()
     try:
@@ -123,7 +122,7 @@ def _read_lines(path: Path) -> list[str]:
         line = data.count(b"\n", 0, exc.start) + 1
         raise BenchmarkDataError(
             f"Benchmark loader expects UTF-8 text in {path}, got an invalid byte at line {line} "
-            f"(byte offset {exc.start}); {_FIX}.",
+            f"(byte offset {exc.start}); {FIX_HINT}.",
             path=str(path),
         ) from exc
     lines = text.split("\n")
@@ -136,7 +135,7 @@ def _check_count(path: Path, what: str, expected: int, found: int, check: bool) 
     if check and found != expected:
         raise BenchmarkDataError(
             f"Benchmark loader expects {expected} {what} in {path}, got {found}; the file is incomplete or "
-            f"from another release: {_FIX} (or pass check_counts=False for a custom subset).",
+            f"from another release: {FIX_HINT} (or pass check_counts=False for a custom subset).",
             path=str(path),
             expected=expected,
             found=found,
@@ -150,7 +149,8 @@ def _parse_score(text: str, path: Path, line: int) -> float:
         return float(text)
     except ValueError as exc:
         raise BenchmarkDataError(
-            f"Benchmark loader expects a number or nothing at line {line} of {path}, got {text!r}; {_FIX}.",
+            f"Benchmark loader expects a number or nothing at line {line} of {path}, got {text!r}; "
+            f"{FIX_HINT}.",
             path=str(path),
         ) from exc
 
@@ -160,7 +160,7 @@ def _fields(line: str, path: Path, number: int, minimum: int) -> list[str]:
     if len(fields) < minimum:
         raise BenchmarkDataError(
             f"Benchmark loader expects at least {minimum} tab-separated fields at line {number} of {path}, "
-            f"got {len(fields)}; {_FIX}.",
+            f"got {len(fields)}; {FIX_HINT}.",
             path=str(path),
         )
     return fields
@@ -178,7 +178,7 @@ def _load_sts_subset(folder: Path, sub: str, counts: tuple[int, int], check: boo
     return LabelledPairs(sub, [f[0] for f in fields], [f[1] for f in fields], scores)
 
 
-def _concat(name: str, parts: Sequence[LabelledPairs]) -> LabelledPairs:
+def concat_pairs(name: str, parts: Sequence[LabelledPairs]) -> LabelledPairs:
     return LabelledPairs(
         name,
         [s for part in parts for s in part.sentence1],
@@ -201,7 +201,9 @@ def load_sts_year(root: str | os.PathLike[str], year: int, *, check_counts: bool
     task = f"sts{year % 100}"
     folder = Path(root) / task
     subs = sorted(MANIFEST[task])
-    return _concat(task, [_load_sts_subset(folder, sub, MANIFEST[task][sub], check_counts) for sub in subs])
+    return concat_pairs(
+        task, [_load_sts_subset(folder, sub, MANIFEST[task][sub], check_counts) for sub in subs]
+    )
 
 
 def load_stsb(
@@ -230,7 +232,8 @@ def _read_sick(path: Path, split_column: str | None) -> tuple[list[tuple[int, li
     missing = [name for name in needed if name not in header]
     if missing:
         raise BenchmarkDataError(
-            f"Benchmark loader expects a header with columns {needed} in {path}, got {header[:16]}; {_FIX}.",
+            f"Benchmark loader expects a header with columns {needed} in {path}, got {header[:16]}; "
+            f"{FIX_HINT}.",
             path=str(path),
         )
     col = {name: header.index(name) for name in needed}
@@ -260,7 +263,8 @@ def load_sickr(
         path, expected = folder / SICK_SEMEVAL_FILES[split], SICK_SEMEVAL_MANIFEST[split][0]
         if not path.is_file():
             raise BenchmarkDataError(
-                f"Benchmark loader expects {annotated} or {path} for SICK-R {split}, got neither; {_FIX}.",
+                f"Benchmark loader expects {annotated} or {path} for SICK-R {split}, got neither; "
+                f"{FIX_HINT}.",
                 path=str(path),
             )
         rows, col = _read_sick(path, None)
@@ -271,14 +275,14 @@ def load_sickr(
     return LabelledPairs(f"sickr-{split}", s1, s2, scores)
 
 
-def _check_task(task: str) -> None:
+def check_task(task: str) -> None:
     if task not in TASKS:
         raise ConfigError(f"Benchmarks expect a task in {TASKS}, got {task!r}.")
 
 
 def load_task(root: str | os.PathLike[str], task: str, *, check_counts: bool = True) -> LabelledPairs:
     """Load the test set of ``task`` with scored pairs only (§3.3; STS12–16: the whole year)."""
-    _check_task(task)
+    check_task(task)
     if task in STS_YEARS:
         data = load_sts_year(root, STS_YEARS[task], check_counts=check_counts)
     elif task == "stsb":
@@ -320,81 +324,3 @@ def available_tasks(root: str | os.PathLike[str]) -> dict[str, str | None]:
             f"missing {len(missing)} file(s) in {folder}: {', '.join(missing)}" if missing else None
         )
     return result
-
-
-def _pool_parts(root: Path, task: str, mode: str, check: bool) -> list[LabelledPairs]:
-    """Return the sets of ``task`` that enter the pool; inductive mode drops every test set (§6.3)."""
-    transductive = mode == "transductive"
-    if task in STS_YEARS:
-        return [load_sts_year(root, STS_YEARS[task], check_counts=check)] if transductive else []
-    if task == "stsb":
-        splits = ("train", "dev", "test") if transductive else ("train", "dev")
-        return [load_stsb(root, split, check_counts=check) for split in splits]  # type: ignore[arg-type]
-    splits = ("train", "trial", "test") if transductive else ("train", "trial")
-    return [load_sickr(root, split, check_counts=check) for split in splits]  # type: ignore[arg-type]
-
-
-def training_pool(
-    root: str | os.PathLike[str],
-    *,
-    mode: Literal["transductive", "inductive"] = "transductive",
-    tasks: Sequence[str] = TASKS,
-    check_counts: bool = True,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Build the unlabeled training pool of the paper (§1.3) from the available tasks.
-
-    Transductive (the paper): every pair of every split, test pairs and unscored STS15/16 pairs
-    included. Inductive: no test pairs, so STS12–16 are left out entirely and only STS-B train+dev
-    and SICK train+trial remain. The pool is deduplicated by ``pair_id`` across all sources at once
-    (first occurrence kept, in task order). This is a tuple key over stripped text, unlike the
-    official ``s1 + s2`` string key with a separate set for SICK (§6.1 item 10), so the count can be
-    slightly lower than the paper's 37,081.
-
-    Returns:
-        ``(table, stats)``: a ``PAIRS_SCHEMA`` table and a dict with ``mode``, ``sources`` (pairs read
-        per set), ``n_input``, ``n_unscored``, ``n_duplicates``, ``n_pairs``, ``tasks`` (used),
-        ``excluded`` (test sets left out), ``missing`` (absent tasks) and ``missing_reasons``.
-
-    Raises:
-        ConfigError: Unknown mode or task.
-        BenchmarkDataError: A present task has a bad file, or no pair at all was found.
-    """
-    if mode not in ("transductive", "inductive"):
-        raise ConfigError(f"training_pool expects mode 'transductive' or 'inductive', got {mode!r}.")
-    for task in tasks:
-        _check_task(task)
-    availability = available_tasks(root)
-    missing = {task: reason for task in tasks if (reason := availability[task]) is not None}
-    parts = [
-        part
-        for task in tasks
-        if task not in missing
-        for part in _pool_parts(Path(root), task, mode, check_counts)
-    ]
-    if not parts:
-        raise BenchmarkDataError(
-            f"training_pool expects at least one pair from tasks {list(tasks)} ({mode}) under {root}, got "
-            f"none (missing: {missing or 'none'}); {_FIX}.",
-            path=str(root),
-        )
-    data = _concat("pool", parts)
-    table, n_duplicates = make_pairs_table(data.sentence1, data.sentence2)
-    used = [task for task in tasks if task not in missing]
-    stats: dict[str, Any] = {
-        "mode": mode,
-        "tasks": used,
-        "sources": {part.name: len(part) for part in parts},
-        "excluded": _excluded(used) if mode == "inductive" else [],
-        "n_input": len(data),
-        "n_unscored": int(np.count_nonzero(np.isnan(data.scores))),
-        "n_duplicates": n_duplicates,
-        "n_pairs": table.num_rows,
-        "missing": list(missing),
-        "missing_reasons": missing,
-    }
-    return table, stats
-
-
-def _excluded(tasks: Sequence[str]) -> list[str]:
-    names = {"stsb": "stsb-test", "sickr": "sickr-test"}
-    return [names.get(task, task) for task in tasks]

@@ -24,9 +24,9 @@ from trans_encoder_core.benchmarks import (
     load_stsb,
     load_task,
     resolve_data_root,
-    training_pool,
 )
 from trans_encoder_core.errors import BenchmarkDataError, ConfigError
+from trans_encoder_core.pool import training_pool
 from trans_encoder_core.schema import PAIRS_SCHEMA, validate_pairs_table
 
 STS_COUNTS = {
