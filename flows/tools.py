@@ -17,7 +17,7 @@ from trans_encoder_core.benchmarks import DATA_ENV_VAR, TASKS, available_tasks, 
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
 from trans_encoder_core.evaluation import bi_scorer, cross_scorer, evaluate_scorer
 from trans_encoder_core.metrics import mean_over_present
-from trans_encoder_core.pairs import read_pairs
+from trans_encoder_core.pair_files import read_pairs
 from trans_encoder_core.runtime import resolve_device
 from trans_encoder_core.schema import labels_table, with_lineage
 

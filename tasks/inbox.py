@@ -25,7 +25,7 @@ import fsspec
 from tasks.objects import write_once
 from tasks.store import Store, StoreError, digest_json, safe_segment
 from trans_encoder_core.errors import InputDataError
-from trans_encoder_core.pairs import PairReadResult, read_pairs
+from trans_encoder_core.pair_files import PairReadResult, read_pairs
 
 INBOX = "inbox"
 LEDGER = ("ledger", "inbox.json")

@@ -14,7 +14,7 @@ from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import TASKS
 from trans_encoder_core.errors import InputDataError
-from trans_encoder_core.pairs import read_pairs
+from trans_encoder_core.pair_files import read_pairs
 from trans_encoder_core.pool import training_pool
 
 POOL_TASKS = {"transductive": TASKS, "inductive": TASKS, "stsb": ("stsb",)}

@@ -18,7 +18,7 @@ from tasks.registry import gate, list_versions, publish_version, read_latest
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store, digest_json
 from trans_encoder_core.errors import InputDataError
-from trans_encoder_core.pairs import read_pairs
+from trans_encoder_core.pair_files import read_pairs
 from trans_encoder_core.schema import PAIRS_SCHEMA
 
 

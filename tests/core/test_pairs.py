@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from trans_encoder_core.errors import ConfigError, InputDataError
-from trans_encoder_core.pairs import make_pairs_table, normalise_text, pair_id, pair_ids, read_pairs
+from trans_encoder_core.pair_files import read_pairs
+from trans_encoder_core.pairs import make_pairs_table, normalise_text, pair_id, pair_ids
 from trans_encoder_core.schema import PAIRS_SCHEMA
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "examples"
