@@ -41,9 +41,10 @@ def self_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def mutual_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(label, model entry) for a mutual summary: each PLM's start/bi/cross, then the ensembles."""
     rows = []
-    for name, m in summary["models"].items():
-        rows += [(f"{name} start bi", m["start"]["bi"])]
-        rows += [(f"{name} TEnc {kind}", m["best"][kind]) for kind in ("bi", "cross")]
+    for i, (name, m) in enumerate(summary["models"].items(), start=1):
+        # "PLM i" so that rows line up across seeds, whose PLM names differ (packaged-s1, packaged-s2, ...)
+        rows += [(f"PLM {i} start bi", m["start"]["bi"] | {"name": name})]
+        rows += [(f"PLM {i} TEnc {kind}", m["best"][kind] | {"name": name}) for kind in ("bi", "cross")]
     labels = {"start_bi": "ensemble start bi", "bi": "ensemble TEnc bi", "cross": "ensemble TEnc cross"}
     return rows + [(labels[g], e) for g, e in summary["ensembles"].items()]
 
@@ -55,6 +56,7 @@ def table_row(label: str, entry: dict[str, Any]) -> dict[str, Any]:
     present = [v for v in scores.values() if v is not None]
     return {
         "model": label,
+        **({"name": entry["name"]} if "name" in entry else {}),
         "cycle": entry["cycle"],
         "dev": entry["dev"],
         **scores,
@@ -74,6 +76,10 @@ def mean_rows(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Row-by-row mean over seeds (a value is None when any seed lacks it) with the seeds' spread."""
     out = []
     for rows in zip(*per_seed, strict=True):
+        if len({r["model"] for r in rows}) != 1:
+            raise ValueError(
+                f"mean_rows expects the same rows in every run, got {[r['model'] for r in rows]}."
+            )
         row: dict[str, Any] = {"model": rows[0]["model"], "seeds": len(rows)}
         row["n_available"] = min(r["n_available"] for r in rows)
         for key in ("dev", *TASKS, "avg", "avg_available"):
@@ -159,6 +165,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store", default="./te-store-quality")
     parser.add_argument("--data", help="benchmark folder (default $TRANS_ENCODER_DATA)")
     parser.add_argument("--summaries", nargs="+", type=Path, help="tabulate these finished runs instead")
+    parser.add_argument(
+        "--measured-in", type=Path, help="with --summaries: the JSON written when they ran (times, commit)"
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -170,9 +179,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs: list[dict[str, Any]] = []
+    measured: dict[str, Any] = {}
     if args.summaries:
         for path in args.summaries:
             runs.append({"summary": str(path), "seconds": None, "data": json.loads(path.read_text())})
+        if args.measured_in:  # the JSON this script wrote when it ran them: wall times and commit
+            measured = json.loads(args.measured_in.read_text())
+            for run, old in zip(runs, measured["runs"], strict=True):
+                run["seconds"] = old["seconds"]
     else:
         out_dir = Path(args.store if "://" not in args.store else ".") / "quality-summaries"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -196,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         result = {
             "benchmark": "quality",
-            "commit": git_commit(),
+            "commit": measured["commit"] if args.summaries and args.measured_in else git_commit(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "settings": {

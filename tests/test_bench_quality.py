@@ -58,5 +58,12 @@ def test_mutual_summary_rows_list_each_model_then_the_ensembles() -> None:
         "ensembles": {"start_bi": _entry(0.5), "bi": _entry(1.5), "cross": _entry(2.5)},
     }
     labels = [r["model"] for r in quality.summary_rows(summary)]
-    assert labels[:3] == ["a start bi", "a TEnc bi", "a TEnc cross"]
+    assert labels[:3] == ["PLM 1 start bi", "PLM 1 TEnc bi", "PLM 1 TEnc cross"]
+    assert [r.get("name") for r in quality.summary_rows(summary)][3:6] == ["b", "b", "b"]
     assert labels[-3:] == ["ensemble start bi", "ensemble TEnc bi", "ensemble TEnc cross"]
+
+
+def test_mean_refuses_rows_that_do_not_line_up() -> None:
+    rows = quality.summary_rows(_self_summary(1.0))
+    with pytest.raises(ValueError, match="same rows"):
+        quality.mean_rows([rows, rows[::-1]])
