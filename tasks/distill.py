@@ -66,6 +66,11 @@ def _fit_summary(result: TrainResult, resumed_from_step: int | None = None) -> d
     }
 
 
+def _write_labels(table: Any, scores: Any, folder: Path, lineage: dict[str, Any], key: str) -> None:
+    """The stage's pseudo-label table (pairs + float32 score) with its lineage in the Parquet metadata."""
+    write_table(labels_table(table, scores), folder, LABELS_FILE, {**lineage, "key": key})
+
+
 def _dev_set(dev: dict[str, str] | None) -> Any:
     return load_stsb(dev["data"], "dev") if dev else None
 
@@ -93,11 +98,8 @@ def bi_scores(
             device=resolve_device(device),
         )
         scores = core_bi_scores(enc, *_columns(table), batch_size=bi.score_batch_size)
-        write_table(
-            labels_table(table, scores),
-            folder,
-            LABELS_FILE,
-            {"stage": "bi_scores", "cycle": cycle, "model": model["ref"], "key": key},
+        _write_labels(
+            table, scores, folder, {"stage": "bi_scores", "cycle": cycle, "model": model["ref"]}, key
         )
         return {"labels": _label_stats(scores), "pooling": enc.pooling}
 
@@ -125,12 +127,8 @@ def cross_scores(
         scores = core_cross_scores(
             enc, *_columns(table), batch_size=cross.score_batch_size, symmetric=cross.symmetric_labels
         )
-        write_table(
-            labels_table(table, scores),
-            folder,
-            LABELS_FILE,
-            {"stage": "cross_scores", "cycle": cycle, "model": model["ref"], "key": key},
-        )
+        lineage = {"stage": "cross_scores", "cycle": cycle, "model": model["ref"]}
+        _write_labels(table, scores, folder, lineage, key)
         return {"labels": _label_stats(scores)}
 
     return run_stage(
