@@ -66,6 +66,21 @@ def _fit_summary(result: TrainResult, resumed_from_step: int | None = None) -> d
     }
 
 
+def write_results(
+    folder: Path, results: dict[str, float], missing: Any, tasks: list[str], **extra: Any
+) -> dict[str, Any]:
+    """An evaluation stage's results.json: Spearman per task, what is missing, the average over `tasks`."""
+    payload = {
+        **extra,
+        "tasks": results,
+        "missing": missing,
+        "average": mean_over_present(results, tasks),
+        "complete": not missing,
+    }
+    (folder / RESULTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return payload
+
+
 def _write_labels(table: Any, scores: Any, folder: Path, lineage: dict[str, Any], key: str) -> None:
     """The stage's pseudo-label table (pairs + float32 score) with its lineage in the Parquet metadata."""
     write_table(labels_table(table, scores), folder, LABELS_FILE, {**lineage, "key": key})
@@ -304,14 +319,7 @@ def evaluate(
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         results, missing = _evaluate_model(store, model, kind, data, tasks, bi, cross, device)
-        payload = {
-            "tasks": results,
-            "missing": missing,
-            "average": mean_over_present(results, tasks),
-            "complete": not missing,
-        }
-        (folder / RESULTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
-        return payload
+        return write_results(folder, results, missing, tasks)
 
     return run_stage(store, "evaluate", cycle, config, inputs, compute)
 

@@ -12,20 +12,18 @@ The per-PLM stages themselves are the self-distillation ones (tasks/distill.py, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.artifacts import LABELS_FILE, RESULTS_FILE, load_bi, load_cross, read_table, write_table
-from tasks.distill import DEV_TASK
+from tasks.artifacts import LABELS_FILE, load_bi, load_cross, read_table, write_table
+from tasks.distill import DEV_TASK, write_results
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import available_tasks, load_stsb, load_task
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.ensemble import average_labels as core_average_labels
 from trans_encoder_core.evaluation import Scorer, bi_scorer, cross_scorer, ensemble_scorer, evaluate_scorer
-from trans_encoder_core.metrics import mean_over_present
 from trans_encoder_core.runtime import resolve_device
 
 Kind = Literal["bi", "cross"]
@@ -123,15 +121,7 @@ def evaluate_ensemble(
             scorers = [_scorer(store, models[n], kind, bis[n], crosses[n], devices[n]) for n in names]
             sets, missing = _benchmark_sets(data["data"], tasks)
             results = evaluate_scorer(ensemble_scorer(scorers), sets)
-        payload = {
-            "models": names,
-            "tasks": results,
-            "missing": missing,
-            "average": mean_over_present(results, tasks),
-            "complete": not missing,
-        }
-        (folder / RESULTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
-        return payload
+        return write_results(folder, results, missing, tasks, models=names)
 
     return run_stage(store, f"evaluate_{kind}_ensemble", cycle, config, inputs, compute)
 
