@@ -1,20 +1,30 @@
-"""Correlation metrics and the 7-task average of the paper's tables (``algorithm.md`` §3.3).
+"""Correlation and ranking metrics and the 7-task average of the paper's tables (``algorithm.md`` §3.3).
 
-Scores are reported × 100, as in the paper. Rows whose *gold* score is NaN (unscored STS15/16 pairs)
-are ignored; a NaN *prediction* is a bug in the scorer and raises.
+Scores are reported × 100, as in the paper (ROC-AUC for the binary tasks of §1.7). Rows whose *gold*
+score is NaN (unscored STS15/16 pairs) are ignored; a NaN *prediction* is a bug in the scorer and raises.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 from scipy import stats
 
 from trans_encoder_core.benchmarks import TASKS
 
-__all__ = ["average_over_tasks", "mean_over_present", "pearson", "spearman"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "average_over_tasks",
+    "mean_over_present",
+    "metric_function",
+    "pearson",
+    "roc_auc",
+    "spearman",
+]
 
 
 def _paired(
@@ -76,6 +86,52 @@ def pearson(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarr
         ValueError: Different lengths, a non-finite prediction, or fewer than 2 scored rows.
     """
     return _correlation(pred, gold, "pearson", stats.pearsonr)
+
+
+def roc_auc(pred: Sequence[float] | np.ndarray, gold: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve × 100 for 0/1 gold labels (§1.7), ignoring NaN gold rows.
+
+    Computed from ranks (the Mann-Whitney U statistic): the probability that a random positive
+    pair scores above a random negative one, a tie counting one half (average ranks).
+
+    Returns:
+        The AUC × 100 in [0, 100] (50 for constant predictions), or NaN when only one class is present.
+
+    Raises:
+        ValueError: Different lengths, a non-finite prediction, a gold label other than 0 or 1, or
+            fewer than 2 scored rows.
+    """
+    p, g = _paired(pred, gold, "roc_auc")
+    bad = np.flatnonzero((g != 0) & (g != 1))
+    if bad.size:
+        raise ValueError(
+            f"roc_auc expects gold labels 0 or 1, got {g[bad[0]]} at scored row {int(bad[0])}; use "
+            "spearman for graded scores."
+        )
+    positive = g == 1
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return math.nan  # undefined with one class; never "best".
+    ranks = stats.rankdata(p)  # average ranks: each tie counts one half
+    u = float(ranks[positive].sum()) - n_pos * (n_pos + 1) / 2.0
+    return u / (n_pos * n_neg) * 100.0
+
+
+Metric = Literal["spearman", "roc_auc"]
+METRICS: Mapping[str, Callable[[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray], float]] = {
+    "spearman": spearman,
+    "roc_auc": roc_auc,
+}
+
+
+def metric_function(
+    name: str,
+) -> Callable[[Sequence[float] | np.ndarray, Sequence[float] | np.ndarray], float]:
+    """The metric called ``name`` (one of :data:`METRICS`)."""
+    if name not in METRICS:
+        raise ValueError(f"metric_function expects one of {sorted(METRICS)}, got {name!r}.")
+    return METRICS[name]
 
 
 def mean_over_present(results: Mapping[str, float], tasks: Sequence[str] = TASKS) -> float | None:
