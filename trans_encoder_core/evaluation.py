@@ -8,7 +8,7 @@ import numpy as np
 
 from trans_encoder_core.benchmarks import LabelledPairs
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
-from trans_encoder_core.metrics import spearman
+from trans_encoder_core.metrics import metric_function
 from trans_encoder_core.scoring import bi_scores, cross_scores
 
 Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
@@ -30,15 +30,16 @@ def ensemble_scorer(scorers: Sequence[Scorer]) -> Scorer:
 
 
 def evaluate_scorer(scorer: Scorer, tasks: Mapping[str, LabelledPairs]) -> dict[str, float]:
-    """Spearman × 100 per task, on the scored rows of each task."""
+    """Each task's metric × 100 on its scored rows: Spearman, or the ``metric`` of an ``EvalSet``."""
     results: dict[str, float] = {}
     for name, data in tasks.items():
         scored = data.scored()
-        results[name] = spearman(scorer(scored.sentence1, scored.sentence2), scored.scores)
+        metric = metric_function(getattr(data, "metric", "spearman"))
+        results[name] = metric(scorer(scored.sentence1, scored.sentence2), scored.scores)
     return results
 
 
 def dev_evaluator(scorer: Scorer, dev: LabelledPairs) -> Callable[[], float]:
-    """A zero-argument callable for `training.fit`: Spearman on the dev set."""
-    scored = dev.scored()
-    return lambda: spearman(scorer(scored.sentence1, scored.sentence2), scored.scores)
+    """A zero-argument callable for `training.fit`: the dev set's metric (Spearman unless an EvalSet's)."""
+    scored, metric = dev.scored(), metric_function(getattr(dev, "metric", "spearman"))
+    return lambda: metric(scorer(scored.sentence1, scored.sentence2), scored.scores)
