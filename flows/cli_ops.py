@@ -1,4 +1,5 @@
-"""Operations subcommands of `trans-encoder`: `add-pairs` (inbox + event) and `models` (registry).
+"""Operations subcommands of `trans-encoder`: `add-pairs` (inbox + event) and `models` (registry:
+list, show, export).
 
 `register_ops(sub)` adds them to the parser built in `flows/cli.py`. None of them imports torch, so they
 answer in about a second.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 DEFAULT_STORE = "./te-store"
@@ -85,8 +87,42 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def hub_repos(repo: str, kinds: tuple[str, ...]) -> dict[str, str]:
+    """The hub repo of each exported model: `repo` itself for one model, `repo-bi`/`repo-cross` for two."""
+    return {kinds[0]: repo} if len(kinds) == 1 else {kind: f"{repo}-{kind}" for kind in kinds}
+
+
+def cmd_models_export(args: argparse.Namespace) -> int:
+    """Copy a version's models (checksums verified) into plain folders with model cards; optionally push."""
+    from tasks.export import KINDS, export_version, push_to_hub
+    from tasks.store import Store
+
+    kinds = KINDS if args.kind == "both" else (args.kind,)
+    repos = hub_repos(args.push_to_hub, kinds) if args.push_to_hub else None
+    result = export_version(
+        Store(args.store or DEFAULT_STORE), args.version, args.dir, kinds=kinds, model_ids=repos
+    )
+    for kind, folder in result["folders"].items():
+        copied = result["models"][kind]
+        check = "sha256 verified" if copied["verified"] else "not a store artifact: copied as is"
+        print(f"version {result['version']} {kind}-encoder -> {folder} ({copied['files']} files, {check})")
+    for kind, repo in (repos or {}).items():
+        try:
+            url = push_to_hub(result["folders"][kind], repo, private=args.private)
+        except Exception as exc:  # noqa: BLE001 - offline, no login, no rights: the folders are still there
+            print(
+                f"error: upload of {result['folders'][kind]} to the hub repo {repo} failed ({exc}); the "
+                "exported folders are complete: log in (`huggingface-cli login` or HF_TOKEN) and rerun "
+                "with an empty DIR, or upload the folder yourself",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"pushed {kind}-encoder to the hub: {url}")
+    return 0
+
+
 def register_ops(sub: Any) -> None:
-    """Add `add-pairs` and `models {list,show}` to the `trans-encoder` subparsers `sub`."""
+    """Add `add-pairs` and `models {list,show,export}` to the `trans-encoder` subparsers `sub`."""
     store_help = f"store root (default {DEFAULT_STORE}; file://, s3://)"
     p = sub.add_parser("add-pairs", help="add a pair file to the store's inbox and trigger retraining")
     p.add_argument("file", help="pair file (Parquet/CSV/TSV/JSONL with sentence1, sentence2)")
@@ -104,3 +140,21 @@ def register_ops(sub: Any) -> None:
     p.add_argument("version", nargs="?", default="latest", help="version number or 'latest' (default)")
     p.add_argument("--store", default=None, help=store_help)
     p.set_defaults(func=cmd_models_show)
+    p = models.add_parser(
+        "export", help="copy a version's models into plain folders (DIR/bi, DIR/cross) with model cards"
+    )
+    p.add_argument("version", help="version number or 'latest'")
+    p.add_argument("dir", help="a new or empty folder to write DIR/bi and DIR/cross into")
+    p.add_argument("--store", default=None, help=store_help)
+    p.add_argument(
+        "--kind", choices=("bi", "cross", "both"), default="both", help="which models (default both)"
+    )
+    p.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        default=None,
+        help="also upload to the Hugging Face hub: REPO for one --kind, REPO-bi and REPO-cross for both "
+        "(needs network access and `huggingface-cli login` or HF_TOKEN)",
+    )
+    p.add_argument("--private", action="store_true", help="create the hub repos as private")
+    p.set_defaults(func=cmd_models_export)

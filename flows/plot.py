@@ -1,148 +1,153 @@
-"""A small PNG line chart drawn with numpy and zlib (no plotting dependency): scores per cycle.
+"""The run's score chart: Spearman x100 per cycle, one line per model and per set (matplotlib, Agg).
 
-The chart has axes, horizontal grid lines with numeric labels, the cycle numbers under the x axis and
-one coloured line with dots per series. Series names are not drawn (there is no letter font here): the
-caller writes the legend next to the image from `SERIES_COLOURS`.
+Each model gets a colour (in `SERIES_COLOURS` order) and each set (dev, a test task, label
+agreement, ...) a line style and marker, so a chart of several models on several sets reads at a
+glance; the legend names both. The chart is drawn on matplotlib's Agg canvas without pyplot, so no
+display, no global figure state and no backend switch are needed (safe in worker threads).
 """
 
 from __future__ import annotations
 
+import io
 import math
-import struct
-import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
+# matplotlib's "tab10" colours, in its order: the colour of the i-th model of a chart.
 SERIES_COLOURS: list[tuple[str, tuple[int, int, int]]] = [
     ("blue", (31, 119, 180)),
     ("orange", (255, 127, 14)),
     ("green", (44, 160, 44)),
     ("red", (214, 39, 40)),
     ("purple", (148, 103, 189)),
+    ("brown", (140, 86, 75)),
+    ("pink", (227, 119, 194)),
+    ("grey", (127, 127, 127)),
+    ("olive", (188, 189, 34)),
+    ("cyan", (23, 190, 207)),
 ]
-_AXIS = (60, 60, 60)
-_GRID = (225, 225, 225)
-# 3x5 glyphs for tick labels, one string of 15 bits (rows top to bottom) per character.
-_GLYPHS = {
-    "0": "111101101101111",
-    "1": "010110010010111",
-    "2": "111001111100111",
-    "3": "111001111001111",
-    "4": "101101111001001",
-    "5": "111100111001111",
-    "6": "111100111101111",
-    "7": "111001001001001",
-    "8": "111101111101111",
-    "9": "111101111001111",
-    ".": "000000000000010",
-    "-": "000000111000000",
-}
+# The style of the i-th set of a chart: (line style, marker).
+SET_STYLES: list[tuple[str, str]] = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v")]
 Point = tuple[float, float | None]
-XY = tuple[float, float]
-RGB = tuple[int, int, int]
 
 
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """Encode an RGB image (height x width x 3, uint8) as a PNG file."""
-    height, width, _ = pixels.shape
-    raw = b"".join(b"\x00" + pixels[row].tobytes() for row in range(height))
+@dataclass(frozen=True)
+class ChartLine:
+    """One line of the chart.
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
+    Attributes:
+        model: The model it measures (e.g. "bi", "cross", "bert-base bi"); sets the colour.
+        set: The set or quantity measured (e.g. "dev", "STS-B test", "label agreement"); sets the
+            line style. An empty string draws the first style and leaves the set out of the legend.
+        points: (cycle, value) pairs; None and non-finite values are skipped.
+    """
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
+    model: str
+    set: str
+    points: Sequence[Point]
 
 
-class Canvas:
-    """An RGB pixel buffer with the few drawing operations a line chart needs."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.pixels = np.full((height, width, 3), 255, dtype=np.uint8)
-
-    def box(self, x: float, y: float, half: int, colour: RGB) -> None:
-        height, width, _ = self.pixels.shape
-        x0, y0 = max(int(round(x)) - half, 0), max(int(round(y)) - half, 0)
-        x1, y1 = min(int(round(x)) + half + 1, width), min(int(round(y)) + half + 1, height)
-        if x0 < x1 and y0 < y1:
-            self.pixels[y0:y1, x0:x1] = colour
-
-    def line(self, start: XY, end: XY, colour: RGB, half: int = 0) -> None:
-        steps = int(max(abs(end[0] - start[0]), abs(end[1] - start[1]))) * 2 + 1
-        for t in np.linspace(0.0, 1.0, steps):
-            self.box(start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]), half, colour)
-
-    def text(self, x: int, y: int, text: str, colour: RGB, scale: int = 2) -> None:
-        """Draw `text` (digits, '.', '-') with its top-left corner at (x, y)."""
-        for index, char in enumerate(text):
-            bits = _GLYPHS.get(char)
-            if bits is None:
-                continue
-            for cell, bit in enumerate(bits):
-                if bit == "1":
-                    cx, cy = x + index * 4 * scale + (cell % 3) * scale, y + (cell // 3) * scale
-                    self.pixels[cy : cy + scale, cx : cx + scale] = colour
+def _finite(points: Sequence[Point]) -> list[tuple[float, float]]:
+    return [(float(x), float(v)) for x, v in points if v is not None and math.isfinite(v)]
 
 
-def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About `count` round tick values covering [low, high]."""
-    if high <= low:
-        low, high = low - 1.0, high + 1.0
-    raw = (high - low) / max(count - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.floor(low / step) * step
-    return [round(first + i * step, 10) for i in range(int(math.ceil((high - first) / step)) + 1)]
+def _rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
+    return (colour[0] / 255, colour[1] / 255, colour[2] / 255)
 
 
-def _label(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+def score_figure(
+    lines: Sequence[ChartLine],
+    *,
+    title: str = "Scores per cycle",
+    x_label: str = "cycle (0 = starting model)",
+    y_label: str = "Spearman x100",
+    width: int = 800,
+    height: int = 450,
+    dpi: int = 100,
+) -> Figure:
+    """The chart as a matplotlib `Figure` on an Agg canvas (see `score_chart` for the PNG).
+
+    Raises:
+        ValueError: No line has a value to plot.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    # Colours and styles follow the order of `lines`, empty ones included, so they stay stable.
+    models = list(dict.fromkeys(line.model for line in lines))
+    sets = list(dict.fromkeys(line.set for line in lines))
+    drawn = [(line, _finite(line.points)) for line in lines]
+    drawn = [(line, points) for line, points in drawn if points]
+    if not drawn:
+        raise ValueError("line_chart expects at least one value to plot, got none; skip the plot instead.")
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for line, points in drawn:
+        _, colour = SERIES_COLOURS[models.index(line.model) % len(SERIES_COLOURS)]
+        style, marker = SET_STYLES[sets.index(line.set) % len(SET_STYLES)]
+        label = f"{line.model} · {line.set}" if line.set else line.model
+        xs, ys = zip(*points, strict=True)
+        ax.plot(
+            xs, ys, linestyle=style, marker=marker, color=_rgb(colour), linewidth=2, markersize=6, label=label
+        )
+        ax.annotate(  # the latest value, readable without the grid
+            f"{ys[-1]:.2f}",
+            (xs[-1], ys[-1]),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color=_rgb(colour),
+        )
+    xs_all = [x for _, points in drawn for x, _ in points]
+    ax.set_xlim(min(xs_all) - 0.25, max(max(xs_all), min(xs_all) + 1) + 0.45)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.set_title(title)
+    ax.grid(True, color=(0.88, 0.88, 0.88), linewidth=0.8)
+    ax.set_axisbelow(True)
+    legend_title = "model · set" if any(sets) else None
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=legend_title)
+    return fig
 
 
-def line_chart(series: Sequence[Sequence[Point]], *, width: int = 560, height: int = 300) -> bytes:
-    """A PNG line chart of `series` (lists of (cycle, value); None and non-finite values are skipped),
-    colours in `SERIES_COLOURS` order.
+def score_chart(lines: Sequence[ChartLine], **options: object) -> bytes:
+    """The chart of `lines` as PNG bytes; `options` are those of `score_figure` (title, labels, size).
+
+    Raises:
+        ValueError: No line has a value to plot.
+    """
+    fig = score_figure(lines, **options)  # type: ignore[arg-type]
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def line_chart(
+    series: Sequence[Sequence[Point]],
+    *,
+    names: Sequence[str] | None = None,
+    width: int = 800,
+    height: int = 450,
+) -> bytes:
+    """A PNG of one line per series, coloured in `SERIES_COLOURS` order (the report's legend text).
+
+    Args:
+        series: Lists of (cycle, value); None and non-finite values are skipped.
+        names: The legend label of each series (default "series 1", "series 2", ...).
+        width: Image width in pixels.
+        height: Image height in pixels.
 
     Raises:
         ValueError: No series has a value to plot.
     """
-    series = [[(x, v) for x, v in points if v is not None and math.isfinite(v)] for points in series]
-    values = [v for points in series for _, v in points]
-    if not values:
-        raise ValueError("line_chart expects at least one value to plot, got none; skip the plot instead.")
-    xs = [x for points in series for x, _ in points]
-    ticks = nice_ticks(min(values), max(values))
-    left, right, top, bottom = 56, 16, 14, 30
-    x_lo, x_hi = min(xs), max(max(xs), min(xs) + 1)
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
-        py = height - bottom - (y - ticks[0]) / (ticks[-1] - ticks[0]) * (height - top - bottom)
-        return px, py
-
-    canvas = Canvas(width, height)
-    for tick in ticks:
-        _, py = at(x_lo, tick)
-        canvas.line((left, py), (width - right, py), _GRID)
-        label = _label(tick)
-        canvas.text(left - 6 - len(label) * 8, int(py) - 5, label, _AXIS)
-    canvas.line((left, top), (left, height - bottom), _AXIS)
-    canvas.line((left, height - bottom), (width - right, height - bottom), _AXIS)
-    for cycle in range(int(x_lo), int(x_hi) + 1):
-        px, _ = at(cycle, ticks[0])
-        canvas.line((px, height - bottom), (px, height - bottom + 4), _AXIS)
-        canvas.text(int(px) - 3, height - bottom + 8, str(cycle), _AXIS)
-    for (_, colour), points in zip(SERIES_COLOURS, series, strict=False):
-        drawn = [at(x, v) for x, v in points]
-        for a, b in zip(drawn, drawn[1:], strict=False):
-            canvas.line(a, b, colour, half=1)
-        for p in drawn:
-            canvas.box(*p, 3, colour)
-    return png_bytes(canvas.pixels)
+    labels = list(names) if names is not None else [f"series {i + 1}" for i in range(len(series))]
+    lines = [ChartLine(label, "", points) for label, points in zip(labels, series, strict=True)]
+    return score_chart(lines, width=width, height=height)

@@ -198,7 +198,7 @@ def write_plot(store: Store, summary: dict[str, Any]) -> dict[str, Any] | None:
     """Draw the scores per cycle into `runs/{run_name}/scores.png`; None when there is nothing to plot."""
     series = score_series(summary)
     try:
-        png = line_chart([points for _, points in series])
+        png = line_chart([points for _, points in series], names=[name for name, _ in series])
     except ValueError as exc:  # nothing to plot (no dev set and no agreement)
         logger.info("no plot for run %s: %s", summary["run_name"], exc)
         return None

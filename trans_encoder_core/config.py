@@ -22,31 +22,40 @@ class _Frozen(BaseModel):
 class FitConfig(_Frozen):
     """One training run of an encoder (sentence-transformers 2.0.0 `fit` semantics, made explicit).
 
-    Attributes:
-        learning_rate: peak learning rate of the linear schedule.
-        batch_size: examples per optimiser step.
-        epochs: passes over the training examples.
-        warmup_ratio: warmup steps = ceil(ratio * total steps); the official cross fit uses 0.1, bi 0.
-        weight_decay: AdamW decay on every parameter except biases and LayerNorm weights.
-        adam_eps: AdamW epsilon (1e-6 in the official code, not torch's 1e-8).
-        max_grad_norm: gradient clipping by global norm.
-        eval_steps: evaluate on dev every this many steps (the counter restarts each epoch) and at
-            each epoch end; 0 evaluates only at epoch ends.
-        precision: "auto" = bf16 autocast on a GPU that supports it, fp32 otherwise (CPU included).
-        seed: seed of the shuffles and of dropout; each epoch reseeds from (seed, epoch), so a fit
-            resumed from an epoch checkpoint is identical to an uninterrupted one.
+    Each field's `description` documents it (the Prefect UI shows it in the run form).
     """
 
-    learning_rate: float = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    epochs: int = Field(gt=0)
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.01, ge=0)
-    adam_eps: float = Field(default=1e-6, gt=0)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    eval_steps: int = Field(default=200, ge=0)
-    precision: Precision = "auto"
-    seed: int = 2021
+    learning_rate: float = Field(gt=0, description="Peak learning rate of the linear schedule.")
+    batch_size: int = Field(gt=0, description="Examples per optimiser step.")
+    epochs: int = Field(gt=0, description="Passes over the training examples.")
+    warmup_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Warmup steps = ceil(ratio * total steps); the official cross fit uses 0.1, bi 0.",
+    )
+    weight_decay: float = Field(
+        default=0.01, ge=0, description="AdamW decay on every parameter except biases and LayerNorm weights."
+    )
+    adam_eps: float = Field(
+        default=1e-6, gt=0, description="AdamW epsilon (1e-6 in the official code, not torch's 1e-8)."
+    )
+    max_grad_norm: float = Field(default=1.0, gt=0, description="Gradient clipping by global norm.")
+    eval_steps: int = Field(
+        default=200,
+        ge=0,
+        description="Evaluate on dev every this many steps (the counter restarts each epoch) and at each "
+        "epoch end; 0 evaluates only at epoch ends.",
+    )
+    precision: Precision = Field(
+        default="auto",
+        description='"auto" = bf16 autocast on a GPU that supports it, fp32 otherwise (CPU included).',
+    )
+    seed: int = Field(
+        default=2021,
+        description="Seed of the shuffles and of dropout; each epoch reseeds from (seed, epoch), so a fit "
+        "resumed from an epoch checkpoint is identical to an uninterrupted one.",
+    )
 
 
 def cross_fit_defaults(**overrides: object) -> FitConfig:
@@ -64,48 +73,66 @@ def bi_fit_defaults(**overrides: object) -> FitConfig:
 class BiEncoderConfig(_Frozen):
     """The bi-encoder: which checkpoint, how it pools, how long its inputs are, how it trains.
 
-    Attributes:
-        model: Hugging Face model name or local folder of the starting bi-encoder (paper: a SimCSE
-            checkpoint). "packaged" names the offline all-MiniLM-L6-v2 that ships with the project.
-        pooling: "cls" (first token's last hidden state, before any pooler: the paper's default),
-            "mean" (attention-masked), or "auto" (the folder's sentence-transformers pooling config,
-            else "cls").
-        max_seq_length: tokens per sentence (32 in the official code, training and evaluation).
-        score_batch_size: sentences per forward pass when labelling and evaluating.
-        fit: the cross→bi training run.
+    Each field's `description` documents it (the Prefect UI shows it in the run form).
     """
 
-    model: str = "packaged"
-    pooling: Pooling = "auto"
-    max_seq_length: int = Field(default=32, gt=1)
-    score_batch_size: int = Field(default=128, gt=0)
-    fit: FitConfig = Field(default_factory=bi_fit_defaults)
+    model: str = Field(
+        default="packaged",
+        description="Hugging Face model name or local folder of the starting bi-encoder (paper: a SimCSE "
+        'checkpoint). "packaged" names the offline all-MiniLM-L6-v2 that ships with the project.',
+    )
+    pooling: Pooling = Field(
+        default="auto",
+        description="\"cls\" (first token's last hidden state, before any pooler: the paper's default), "
+        '"mean" (attention-masked), or "auto" (the folder\'s sentence-transformers pooling config, else '
+        '"cls").',
+    )
+    max_seq_length: int = Field(
+        default=32,
+        gt=1,
+        description="Tokens per sentence (32 in the official code, training and evaluation).",
+    )
+    score_batch_size: int = Field(
+        default=128, gt=0, description="Sentences per forward pass when labelling and evaluating."
+    )
+    fit: FitConfig = Field(default_factory=bi_fit_defaults, description="The cross→bi training run.")
 
 
 class CrossEncoderConfig(_Frozen):
     """The cross-encoder: its starting checkpoint, lengths, labelling options and training.
 
-    Attributes:
-        model: starting checkpoint of every refreshed cross-encoder (paper: the vanilla PLM such as
-            bert-base-uncased); None uses the bi-encoder's starting checkpoint with a new head.
-        max_length: tokens per pair when training, dev-evaluating and labelling (official: 64).
-        eval_max_length: tokens per pair in the final test evaluation (official: the tokenizer
-            maximum, 512, because the final reload drops the limit; algorithm.md §6.1.2).
-        score_batch_size: pairs per forward pass when labelling and evaluating.
-        both_orders: train on (s1, s2) and (s2, s1) with the same label (official for STS).
-        symmetric_labels: label with the mean of both orders (off in the paper).
-        clamp_targets: clamp bi-encoder cosines to [0, 1] before BCE (off in the paper).
-        fit: the bi→cross training run.
+    Each field's `description` documents it (the Prefect UI shows it in the run form).
     """
 
-    model: str | None = None
-    max_length: int = Field(default=64, gt=2)
-    eval_max_length: int = Field(default=512, gt=2)
-    score_batch_size: int = Field(default=64, gt=0)
-    both_orders: bool = True
-    symmetric_labels: bool = False
-    clamp_targets: bool = False
-    fit: FitConfig = Field(default_factory=cross_fit_defaults)
+    model: str | None = Field(
+        default=None,
+        description="Starting checkpoint of every refreshed cross-encoder (paper: the vanilla PLM such as "
+        "bert-base-uncased); None uses the bi-encoder's starting checkpoint with a new head.",
+    )
+    max_length: int = Field(
+        default=64,
+        gt=2,
+        description="Tokens per pair when training, dev-evaluating and labelling (official: 64).",
+    )
+    eval_max_length: int = Field(
+        default=512,
+        gt=2,
+        description="Tokens per pair in the final test evaluation (official: the tokenizer maximum, 512, "
+        "because the final reload drops the limit; algorithm.md §6.1.2).",
+    )
+    score_batch_size: int = Field(
+        default=64, gt=0, description="Pairs per forward pass when labelling and evaluating."
+    )
+    both_orders: bool = Field(
+        default=True, description="Train on (s1, s2) and (s2, s1) with the same label (official for STS)."
+    )
+    symmetric_labels: bool = Field(
+        default=False, description="Label with the mean of both orders (off in the paper)."
+    )
+    clamp_targets: bool = Field(
+        default=False, description="Clamp bi-encoder cosines to [0, 1] before BCE (off in the paper)."
+    )
+    fit: FitConfig = Field(default_factory=cross_fit_defaults, description="The bi→cross training run.")
 
 
 InitMethod = Literal["none", "simcse", "mirror_bert"]
@@ -115,23 +142,28 @@ class ContrastiveConfig(_Frozen):
     """One unsupervised contrastive recipe that turns a pretrained LM into a bi-encoder.
 
     This is step 2.1 of the paper ("from PLM to a bi-encoder", §2.1; algorithm.md §1.2), which the
-    authors never ran themselves: they start from released SimCSE / Mirror-BERT checkpoints.
-
-    Attributes:
-        loss: "in_batch" (SimCSE: each first view against the B second views of the batch) or
-            "nt_xent" (Mirror-BERT: each of the 2B views against the 2B - 1 others).
-        temperature: softmax temperature over cosine similarities.
-        span_mask: characters of the second view replaced by the mask token at a random position
-            (Mirror-BERT's random span masking; 0 = dropout views only, as in SimCSE).
-        max_seq_length: tokens per sentence while training.
-        fit: the training run (linear decay as everywhere in this project; see the defaults).
+    authors never ran themselves: they start from released SimCSE / Mirror-BERT checkpoints. Each
+    field's `description` documents it (the Prefect UI shows it in the run form).
     """
 
-    loss: Literal["in_batch", "nt_xent"] = "in_batch"
-    temperature: float = Field(default=0.05, gt=0)
-    span_mask: int = Field(default=0, ge=0)
-    max_seq_length: int = Field(default=32, gt=1)
-    fit: FitConfig
+    loss: Literal["in_batch", "nt_xent"] = Field(
+        default="in_batch",
+        description='"in_batch" (SimCSE: each first view against the B second views of the batch) or '
+        '"nt_xent" (Mirror-BERT: each of the 2B views against the 2B - 1 others).',
+    )
+    temperature: float = Field(
+        default=0.05, gt=0, description="Softmax temperature over cosine similarities."
+    )
+    span_mask: int = Field(
+        default=0,
+        ge=0,
+        description="Characters of the second view replaced by the mask token at a random position "
+        "(Mirror-BERT's random span masking; 0 = dropout views only, as in SimCSE).",
+    )
+    max_seq_length: int = Field(default=32, gt=1, description="Tokens per sentence while training.")
+    fit: FitConfig = Field(
+        description="The training run (linear decay as everywhere in this project; see the defaults)."
+    )
 
 
 def simcse_defaults(**overrides: object) -> ContrastiveConfig:
@@ -180,18 +212,20 @@ class InitConfig(_Frozen):
     The method itself is chosen by the flow (`init_method`: none | simcse | mirror_bert); "none" is
     for a starting model that already is a sentence encoder (e.g. a SimCSE checkpoint, the packaged
     model). Defaults are each method's published values (see `simcse_defaults`,
-    `mirror_bert_defaults`).
-
-    Attributes:
-        simcse: the SimCSE recipe.
-        mirror_bert: the Mirror-BERT recipe.
-        max_sentences: train on a seeded random subset of this many distinct pool sentences
-            (None: all of them).
+    `mirror_bert_defaults`). Each field's `description` documents it (the Prefect UI shows it in the
+    run form).
     """
 
-    simcse: ContrastiveConfig = Field(default_factory=simcse_defaults)
-    mirror_bert: ContrastiveConfig = Field(default_factory=mirror_bert_defaults)
-    max_sentences: int | None = Field(default=None, ge=2)
+    simcse: ContrastiveConfig = Field(default_factory=simcse_defaults, description="The SimCSE recipe.")
+    mirror_bert: ContrastiveConfig = Field(
+        default_factory=mirror_bert_defaults, description="The Mirror-BERT recipe."
+    )
+    max_sentences: int | None = Field(
+        default=None,
+        ge=2,
+        description="Train on a seeded random subset of this many distinct pool sentences (None: all of "
+        "them).",
+    )
 
     def recipe(self, method: str) -> ContrastiveConfig:
         """The settings of `method` ("simcse" or "mirror_bert")."""

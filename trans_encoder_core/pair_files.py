@@ -1,6 +1,9 @@
 """User pair files: Parquet, CSV, TSV and JSONL into one normalised pair table (``conventions.md`` §4).
 
-Every error names the file, the row or line and the column, says what was expected and how to fix it.
+Any of them may be compressed with gzip, bzip2, xz or zstd (``pairs.csv.gz``, ``pairs.jsonl.zst``, ...):
+the codec is taken from the name's last suffix or, for a stream without one, from the data's magic
+bytes, and the format from the suffix before it. Every error names the file, the row or line and the
+column, says what was expected and how to fix it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import BinaryIO, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trans_encoder_core.compression import COMPRESSIONS, codec_of, decompress, suffixes
 from trans_encoder_core.errors import ConfigError
 from trans_encoder_core.pairs import InvalidPolicy, RawRow, dedup_pairs, input_error, valid_rows
 
@@ -79,12 +83,14 @@ def _resolve_format(fmt: str, name: str) -> str:
         if fmt not in _FORMATS:
             raise ConfigError(f"Pair reader expects format in {('auto', *_FORMATS)}, got {fmt!r}.")
         return fmt
-    suffix = Path(name.split("?", 1)[0]).suffix.lower()
+    last, before = suffixes(name)
+    suffix = before if last in COMPRESSIONS else last
     if suffix not in _EXTENSIONS:
         raise input_error(
             name,
-            f"Pair reader expects a file name ending in one of {sorted(_EXTENSIONS)} to infer the format, "
-            f"got {name!r}; rename the file or pass format= one of {_FORMATS}.",
+            f"Pair reader expects a file name ending in one of {sorted(_EXTENSIONS)} to infer the format "
+            f"(optionally followed by one of {sorted(COMPRESSIONS)}), got {name!r}; rename the file or "
+            f"pass format= one of {_FORMATS}.",
         )
     return _EXTENSIONS[suffix]
 
@@ -212,16 +218,20 @@ def read_pairs(
 ) -> PairReadResult:
     """Read a user pair file (Parquet, CSV, TSV or JSONL) into a deduplicated pair table.
 
-    CSV and TSV files start with a header row; TSV is split on tabs with quoting disabled. JSONL
-    holds one object per line. Blank lines are skipped. Duplicate pairs are not an error: they are
-    removed (first occurrence kept) and counted. Sentences are never truncated.
+    The file may be compressed with gzip (``.gz``), bzip2 (``.bz2``), xz (``.xz``) or zstd (``.zst``):
+    the name's last suffix names the codec (a stream without one is recognised by its magic bytes)
+    and the suffix before it the format, e.g. ``pairs.csv.gz``. CSV and TSV files start with a header
+    row; TSV is split on tabs with quoting disabled. JSONL holds one object per line. Blank lines are
+    skipped. Duplicate pairs are not an error: they are removed (first occurrence kept) and counted.
+    Sentences are never truncated.
 
     Args:
         source: A path, or an open binary file object (e.g. from ``fsspec.open(uri, "rb")``).
         name: The name used in messages and for format inference (e.g. the URI); defaults to the
             path or the file object's ``name``.
         format: The file format; ``"auto"`` infers it from the extension of ``name``
-            (``.parquet/.pq``, ``.csv``, ``.tsv/.txt``, ``.jsonl/.ndjson``).
+            (``.parquet/.pq``, ``.csv``, ``.tsv/.txt``, ``.jsonl/.ndjson``), after removing a
+            compression suffix. An explicit format still decompresses compressed data.
         sentence1_column: Column holding the first sentence.
         sentence2_column: Column holding the second sentence.
         on_invalid: ``"error"`` raises on the first null, missing, non-string or blank sentence;
@@ -232,7 +242,8 @@ def read_pairs(
         A :class:`PairReadResult`.
 
     Raises:
-        InputDataError: Missing, empty, undecodable or unreadable file; missing columns; a header
+        InputDataError: Missing, empty, undecodable or unreadable file; damaged compressed data, or a
+            compression suffix the data does not match; missing columns; a header
             without rows; malformed rows; invalid sentences under ``on_invalid="error"``. Row
             numbers are 1-based file lines (header = line 1) for CSV/TSV/JSONL and 0-based row
             indices for Parquet ("row N").
@@ -245,10 +256,15 @@ def read_pairs(
         )
     data, label = _read_source(source, name)
     fmt = _resolve_format(format, label)
+    codec = codec_of(data, label) if data else None
     columns = (sentence1_column, sentence2_column)
+    if codec is not None:
+        data = decompress(data, codec, label)
     if not data:
+        after = f" after {codec} decompression" if codec else ""
         raise input_error(
-            label, f"Pair reader expects a non-empty file, got 0 bytes in {label}; add a header and pairs."
+            label,
+            f"Pair reader expects a non-empty file, got 0 bytes{after} in {label}; add a header and pairs.",
         )
     if fmt == "parquet":
         rows = _read_parquet(data, label, *columns)

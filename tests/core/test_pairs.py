@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import io
 import json
+import lzma
 from pathlib import Path
 
 import pyarrow as pa
@@ -144,6 +147,64 @@ def test_custom_columns_crlf_bom_and_long_sentences(tmp_path: Path) -> None:
         sentence2_column="right",
     )
     assert len(tsv.table.column("sentence2")[0].as_py()) == len(long.strip())
+
+
+# --- compressed files -------------------------------------------------------------------------
+
+COMPRESSORS = {
+    "gz": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zst": lambda data: pa.compress(data, codec="zstd", asbytes=True),
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
+def test_compressed_files_read_like_plain_ones(tmp_path: Path, fmt: str, suffix: str) -> None:
+    plain = _write_all_formats(tmp_path, ROWS)[fmt]
+    packed = tmp_path / f"pairs.{fmt}.{suffix}"
+    packed.write_bytes(COMPRESSORS[suffix](plain.read_bytes()))
+    assert packed.read_bytes() != plain.read_bytes()
+    result = read_pairs(packed)
+    assert result.table.equals(read_pairs(plain).table)
+    assert (result.n_rows, result.source) == (3, str(packed))
+    stream = read_pairs(io.BytesIO(packed.read_bytes()), format=fmt)  # no name: codec from magic bytes
+    assert stream.table.equals(result.table)
+
+
+def test_compressed_example_and_uppercase_suffix(tmp_path: Path) -> None:
+    data = gzip.compress((EXAMPLES / "pairs.csv").read_bytes())
+    expected = read_pairs(EXAMPLES / "pairs.csv").table
+    assert read_pairs(io.BytesIO(data), name="s3://bucket/pairs.CSV.GZ").table.equals(expected)
+    assert read_pairs(io.BytesIO(data), name="pairs.csv.gz?version=2").table.equals(expected)
+
+
+def test_damaged_or_mislabelled_compressed_files(tmp_path: Path) -> None:
+    good = gzip.compress(b"sentence1,sentence2\na,b\n" * 50)
+    cut = _write(tmp_path / "cut.csv.gz", "")
+    cut.write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputDataError, match=r"complete gzip-compressed data in .*cut\.csv\.gz.*truncated"):
+        read_pairs(cut)
+    liar = _write(tmp_path / "plain.csv.zst", "sentence1,sentence2\na,b\n")
+    with pytest.raises(InputDataError, match=r"expects zstd data in .*plain\.csv\.zst .*ends in \.zst"):
+        read_pairs(liar)
+    with pytest.raises(InputDataError, match=r"ending in one of .*followed by one of .*got 'pairs\.gz'"):
+        read_pairs(io.BytesIO(good), name="pairs.gz")
+    empty = tmp_path / "e.csv.bz2"
+    empty.write_bytes(bz2.compress(b""))
+    with pytest.raises(InputDataError, match=r"0 bytes after bz2 decompression in .*e\.csv\.bz2"):
+        read_pairs(empty)
+    with pytest.raises(InputDataError, match=r"0 bytes in .*z\.csv\.gz"):
+        read_pairs(_write(tmp_path / "z.csv.gz", ""))
+
+
+def test_row_numbers_count_decompressed_lines(tmp_path: Path) -> None:
+    path = tmp_path / "b.tsv.gz"
+    path.write_bytes(gzip.compress(b"sentence1\tsentence2\na\tb\n \tc\n"))
+    with pytest.raises(InputDataError, match=r"at line 3") as e:
+        read_pairs(path)
+    assert e.value.row == 3
 
 
 # --- errors -----------------------------------------------------------------------------------
