@@ -33,9 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def self_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, model entry) for a self-distillation summary: start bi, TEnc bi, TEnc cross."""
-    best = summary["best"]
-    return [("start bi", summary["start"]["bi"]), ("TEnc bi", best["bi"]), ("TEnc cross", best["cross"])]
+    """(label, model entry) for a run of one PLM: start bi, TEnc bi, TEnc cross."""
+    (model,) = summary["models"].values()
+    best = model["best"]
+    return [("start bi", model["start"]["bi"]), ("TEnc bi", best["bi"]), ("TEnc cross", best["cross"])]
 
 
 def mutual_rows(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -68,7 +69,7 @@ def table_row(label: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Table 1 rows of one run, self or mutual."""
-    pairs = mutual_rows(summary) if "models" in summary else self_rows(summary)
+    pairs = mutual_rows(summary) if len(summary["models"]) > 1 else self_rows(summary)
     return [table_row(label, entry) for label, entry in pairs]
 
 

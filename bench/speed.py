@@ -743,7 +743,7 @@ def pipeline_overhead(
 ) -> dict[str, Any]:
     """HOOK: the pipeline's own overhead on the `quick` self-distillation flow, run twice.
 
-    Runs `flows.self_distill.self_distill(preset_config("quick", store=<tmp>, run_name=..., max_pairs=N))`
+    Runs `flows.distill.distill(preset_config("quick", store=<tmp>, run_name=..., max_pairs=N))`
     in a fresh store, then again unchanged (every stage cached). Reports the first run's wall time,
     the sum of its stages' seconds (compute + store commit, as measured by `tasks.stages.run_stage`),
     the rest as overhead (Prefect task orchestration, logging, non-stage tasks, report), and the
@@ -758,7 +758,7 @@ def pipeline_overhead(
         from prefect import flow
 
         from flows.config import preset_config
-        from flows.self_distill import self_distill
+        from flows.distill import distill
 
         @flow(name="bench-noop")
         def noop() -> int:
@@ -775,12 +775,15 @@ def pipeline_overhead(
         }
         if eval_tasks:
             overrides["eval_tasks"] = eval_tasks
+        device = overrides.pop("device")
         cfg = preset_config("quick", run_name="bench-overhead", **overrides)
-        cfg = cfg.model_copy(update={"bi": cfg.bi.model_copy(update={"model": model})})
+        (plm,) = cfg.plms
+        plm = plm.model_copy(update={"bi": plm.bi.model_copy(update={"model": model}), "device": device})
+        cfg = cfg.model_copy(update={"plms": [plm]})
         t1 = time.perf_counter()
-        first = self_distill(cfg)
+        first = distill(cfg)
         t2 = time.perf_counter()
-        second = self_distill(cfg)
+        second = distill(cfg)
         t3 = time.perf_counter()
     total, stage_sum = t2 - t1, sum(s["seconds"] for s in first["stages"])
     return {

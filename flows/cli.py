@@ -11,117 +11,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from flows.cli_mutual import register_mutual
+from flows.cli_common import config_error
+from flows.cli_distill import register_distill
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "trans_encoder_core,trans_encoder")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def parse_value(text: str) -> Any:
-    """A `--set` value: JSON when it parses (numbers, booleans, null, lists), else the plain string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def apply_sets(base: dict[str, Any], sets: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides to a nested dict (config field paths)."""
-    for item in sets:
-        if "=" not in item:
-            raise SystemExit(f"--set expects KEY=VALUE (e.g. cross.fit.learning_rate=1e-4), got {item!r}.")
-        path, value = item.split("=", 1)
-        node = base
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SystemExit(f"--set {path}: {part} is not a group of settings.")
-        node[leaf] = parse_value(value)
-    return base
-
-
-def config_error(exc: Any) -> Exception:
-    """A pydantic ValidationError as one `ConfigError` naming each bad field, its rule and its value."""
-    from trans_encoder_core.errors import ConfigError
-
-    problems = []
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "config"
-        got = repr(err.get("input"))
-        problems.append(f"{field}: {err['msg']} (got {got if len(got) <= 60 else got[:57] + '...'})")
-    return ConfigError(
-        "Configuration expects valid values, got: "
-        + "; ".join(problems)
-        + "; fix them with --set FIELD=VALUE (or the matching option) and rerun."
-    )
-
-
-def build_self_distill_config(args: argparse.Namespace) -> Any:
-    from pydantic import ValidationError
-
-    from flows.config import preset_config
-
-    explicit = {
-        "store": args.store,
-        "pairs": args.pairs,
-        "data": args.data,
-        "run_name": args.run_name,
-        "cycles": args.cycles,
-        "seed": args.seed,
-        "device": args.device,
-        "max_pairs": args.max_pairs,
-    }
-    try:
-        base = preset_config(args.preset).model_dump()
-        overrides = {k: v for k, v in explicit.items() if v is not None}
-        if args.model:
-            base["bi"]["model"] = args.model
-        if args.cross_model:
-            base["cross"]["model"] = args.cross_model
-        merged = apply_sets({**base, **overrides}, args.set or [])
-        return type(preset_config(args.preset)).model_validate(merged)
-    except ValidationError as exc:
-        raise config_error(exc) from None
-
-
-def _fmt(value: float | None) -> str:
-    return "  -  " if value is None else f"{value:6.2f}"
-
-
-def format_comparison(summary: dict[str, Any]) -> str:
-    """Before/after table: the starting bi-encoder against the selected bi and cross models."""
-    rows = [
-        ("start bi", summary["start"]["bi"]),
-        ("best bi", summary["best"]["bi"]),
-        ("best cross", summary["best"]["cross"]),
-    ]
-    tasks = list(dict.fromkeys(t for _, e in rows for t in e["test"]))
-    header = f"{'model':<11}{'cycle':>6}{'dev':>8}" + "".join(f"{t:>8}" for t in tasks) + f"{'avg':>8}"
-    lines = [header]
-    for name, e in rows:
-        cells = "".join(f"{_fmt(e['test'].get(t)):>8}" for t in tasks)
-        lines.append(f"{name:<11}{e['cycle']:>6}{_fmt(e['dev']):>8}{cells}{_fmt(e['average']):>8}")
-    missing = summary["data"]["missing"]
-    if missing:
-        lines.append("missing benchmarks (not in the average): " + ", ".join(sorted(missing)))
-    return "\n".join(lines)
-
-
-def cmd_self_distill(args: argparse.Namespace) -> int:
-    from flows.self_distill import self_distill
-
-    config = build_self_distill_config(args)
-    summary = self_distill(config)
-    cached = sum(s["cached"] for s in summary["stages"])
-    print(f"\nstages: {len(summary['stages'])} ({cached} cached); summary: {summary['summary_uri']}")
-    print(format_comparison(summary))
-    if args.summary:
-        Path(args.summary).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
-    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -185,28 +81,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trans-encoder", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("self-distill", help="run Trans-Encoder self-distillation (cached, resumable)")
-    _add_common(p)
-    p.add_argument("--preset", default="paper", choices=["paper", "quick"])
-    p.add_argument(
-        "--pairs", help="your unlabeled pair file (Parquet/CSV/TSV/JSONL); default: benchmark pool"
-    )
-    p.add_argument(
-        "--model", help="starting bi-encoder: HF name or folder (default: packaged all-MiniLM-L6-v2)"
-    )
-    p.add_argument("--cross-model", help="starting cross-encoder (default: the bi-encoder's start)")
-    p.add_argument("--run-name", help="report folder name under {store}/runs/")
-    p.add_argument("--cycles", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-pairs", type=int, help="use a seeded random subset of the pool")
-    p.add_argument("--summary", help="also write summary.json here")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set cross.fit.learning_rate=1e-4 (repeatable)",
-    )
-    p.set_defaults(func=cmd_self_distill)
+    register_distill(sub)
     p = sub.add_parser("evaluate", help="Spearman x100 of a bi- or cross-encoder on the STS benchmarks")
     _add_common(p)
     p.add_argument("model", help="model folder, HF name, store URI, or 'packaged'")
@@ -235,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     from flows.cli_ops import register_ops
 
     register_ops(sub)
-    register_mutual(sub)
     return parser
 
 

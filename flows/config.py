@@ -1,14 +1,18 @@
-"""The flows' parameters: one frozen pydantic model per flow, rendered by the Prefect UI as a form.
+"""The distillation flow's parameters: one frozen pydantic model, rendered by the Prefect UI as a form.
 
-Defaults are the paper's (algorithm.md §2.1); presets bundle settings for common jobs.
+Trans-Encoder is one algorithm over N PLMs (paper §2): with N = 1 it is self-distillation, with N ≥ 2
+mutual distillation, where the PLMs share the average of their pseudo-labels (algorithm.md §1.6).
+Defaults are the paper's (algorithm.md §2.1); presets bundle settings for common jobs and are the
+only place those settings are written (prefect.yaml's parameters are tested equal to them).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trans_encoder_core.benchmarks import TASKS
 from trans_encoder_core.config import (
@@ -19,69 +23,162 @@ from trans_encoder_core.config import (
     bi_fit_defaults,
     cross_fit_defaults,
 )
+from trans_encoder_core.ensemble import check_model_name
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+DASK_ENV_VAR = "TRANS_ENCODER_DASK_ADDRESS"
 
 
-class SelfDistillConfig(BaseModel):
-    """Trans-Encoder self-distillation (algorithm.md §1.4).
+def short_name(model: str) -> str:
+    """A PLM name from a model reference: its last path or hub segment in letters, digits, '.', '_', '-'."""
+    last = model.rstrip("/").rsplit("/", 1)[-1] or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", last).strip("-._")[:48] or "model"
 
-    Attributes:
-        run_name: folder of this run's report under `{store}/runs/`; letters, digits, '.', '_', '-'.
-        store: store root: a local folder, `file://`, `memory://` or `s3://bucket/prefix` (S3 extra).
-        pairs: your unlabeled pair file (path or URL: Parquet, CSV, TSV or JSONL); None uses the
-            benchmark pool given by `pool`.
-        pool: benchmark pool when `pairs` is None: "transductive" (the paper: every pair of every
-            split of STS12–16, STS-B and SICK-R), "inductive" (no test pairs) or "stsb" (STS-B only).
-        max_pairs: keep a seeded random subset of this many pairs (None: all).
-        data: benchmark folder for dev selection and evaluation; None reads $TRANS_ENCODER_DATA.
-        dev_selection: select the best checkpoint and cycle on STS-B dev (the paper); False keeps the
-            last checkpoint and the last cycle (a truly unsupervised setting).
-        eval_tasks: benchmarks to report at the end.
-        cycles: bi→cross→bi cycles (paper: 3 for STS).
-        init: "refresh" (each cycle restarts the cross-encoder from `cross.model` and the bi-encoder
-            from `bi.model`: the paper's default) or "sequential" (Table 13).
-        select_start: let the untrained starting bi-encoder win the bi selection when no cycle beats it
-            on dev (off in the paper).
-        bi_label_mix: train the bi-encoder on (1 - w) · cross scores + w · the cycle's bi scores (an
-            option of ours, off in the paper).
-        bi_label_calibration: "quantile" maps the cross scores onto the distribution of the cycle's
-            bi scores before mixing, keeping their ranks, so that the bi-encoder learns the ranking
-            and not the cross-encoder's calibration (an option of ours; "none" in the paper).
-        seed: seed of every shuffle, dropout mask and subsample.
-        device: "auto" (GPU if present), "cpu", "cuda", "cuda:1", ...
-        checkpoint_steps: also checkpoint training every this many steps (0: each epoch end only).
-        init_method: "none" (`bi.model` already is a sentence encoder), or "simcse" / "mirror_bert" to
-            first train `bi.model` (a raw PLM) as a bi-encoder without labels (paper §2.1).
-        unsup: the SimCSE and Mirror-BERT settings (their published defaults).
-    """
+
+class PLMConfig(BaseModel):
+    """One PLM: its two encoders and where and how it trains."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    run_name: str = "default"
-    store: str = "./te-store"
-    pairs: str | None = None
-    pairs_format: Literal["auto", "parquet", "csv", "tsv", "jsonl"] = "auto"
-    sentence1_column: str = "sentence1"
-    sentence2_column: str = "sentence2"
-    drop_invalid_rows: bool = False
-    pool: Literal["transductive", "inductive", "stsb"] = "transductive"
-    max_pairs: int | None = Field(default=None, ge=1)
-    data: str | None = None
-    dev_selection: bool = True
-    eval_tasks: list[str] = Field(default_factory=lambda: list(TASKS))
-    cycles: int = Field(default=3, ge=1, le=50)
-    init: Literal["refresh", "sequential"] = "refresh"
-    select_start: bool = False
-    bi_label_mix: float = Field(default=0.0, ge=0.0, le=1.0)
-    bi_label_calibration: Literal["none", "quantile"] = "none"
-    bi: BiEncoderConfig = Field(default_factory=BiEncoderConfig)
-    cross: CrossEncoderConfig = Field(default_factory=CrossEncoderConfig)
-    seed: int = 2021
-    device: str = "auto"
-    checkpoint_steps: int = Field(default=200, ge=0)
-    init_method: InitMethod = "none"
-    unsup: InitConfig = Field(default_factory=InitConfig)
+    name: str = Field(
+        default="",
+        description="Short name used in stage run names, label columns and the report (letters, digits, "
+        "'.', '_', '-'); empty: derived from the bi-encoder's model name.",
+    )
+    bi: BiEncoderConfig = Field(
+        default_factory=BiEncoderConfig,
+        description="The bi-encoder: starting checkpoint, pooling, max_seq_length, batch sizes, training.",
+    )
+    cross: CrossEncoderConfig = Field(
+        default_factory=CrossEncoderConfig,
+        description="The cross-encoder: starting checkpoint (the paper: the vanilla PLM), lengths, training.",
+    )
+    init_method: InitMethod = Field(
+        default="none",
+        description="'none' when bi.model already is a sentence encoder (SimCSE checkpoint, packaged "
+        "model); 'simcse' or 'mirror_bert' first train the raw PLM without labels (paper §2.1).",
+    )
+    device: str = Field(
+        default="auto",
+        description="'auto' (a GPU when there is one; one GPU per PLM when there are several), 'cpu', "
+        "'cuda', 'cuda:1', ...",
+    )
+    seed: int | None = Field(
+        default=None,
+        description="Seed of this PLM's shuffles and dropout masks; empty: the run's seed.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name"):
+            bi = data.get("bi")
+            model = bi.get("model") if isinstance(bi, dict) else getattr(bi, "model", None)
+            data = {**data, "name": short_name(model or BiEncoderConfig().model)}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return check_model_name(value)
+
+
+class DistillConfig(BaseModel):
+    """Trans-Encoder distillation over one PLM (self-distillation) or several (mutual distillation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_name: str = Field(
+        default="default",
+        description="Folder of this run's report under {store}/runs/; letters, digits, '.', '_', '-'.",
+    )
+    store: str = Field(
+        default="./te-store",
+        description="Store root: a local folder, file://, memory:// or s3://bucket/prefix (S3 extra).",
+    )
+    pairs: str | None = Field(
+        default=None,
+        description="Your unlabeled pair file (path or URL: Parquet, CSV, TSV or JSONL, optionally "
+        "compressed); empty: the benchmark pool given by `pool`.",
+    )
+    pairs_format: Literal["auto", "parquet", "csv", "tsv", "jsonl"] = Field(
+        default="auto", description="Format of the pair file; 'auto' reads it from the file name."
+    )
+    sentence1_column: str = Field(default="sentence1", description="Column of the first sentences.")
+    sentence2_column: str = Field(default="sentence2", description="Column of the second sentences.")
+    drop_invalid_rows: bool = Field(
+        default=False, description="Drop rows with an empty or missing sentence instead of failing."
+    )
+    pool: Literal["transductive", "inductive", "stsb"] = Field(
+        default="transductive",
+        description="Benchmark pool when `pairs` is empty: 'transductive' (the paper: every pair of every "
+        "split of STS12-16, STS-B and SICK-R), 'inductive' (no test pairs) or 'stsb' (STS-B only).",
+    )
+    max_pairs: int | None = Field(
+        default=None, ge=1, description="Keep a seeded random subset of this many pairs (empty: all)."
+    )
+    data: str | None = Field(
+        default=None,
+        description="Benchmark folder for dev selection and evaluation; empty: $TRANS_ENCODER_DATA.",
+    )
+    dev_selection: bool = Field(
+        default=True,
+        description="Select the best checkpoint and cycle on STS-B dev (the paper); off keeps the last "
+        "checkpoint and cycle (a truly unsupervised setting).",
+    )
+    eval_tasks: list[str] = Field(
+        default_factory=lambda: list(TASKS), description="Benchmarks to report at the end."
+    )
+    cycles: int = Field(default=3, ge=1, le=50, description="bi -> cross -> bi cycles (paper: 3 for STS).")
+    restart: Literal["refresh", "sequential"] = Field(
+        default="refresh",
+        description="Where each cycle's encoders start: 'refresh' (every cross-encoder from its "
+        "cross.model, every bi-encoder from its starting bi-encoder: the paper) or 'sequential' (each "
+        "from the other formulation's last model; Table 13).",
+    )
+    select_start: bool = Field(
+        default=False,
+        description="Let the untrained starting bi-encoder win the bi selection when no cycle beats it "
+        "on dev (off in the paper).",
+    )
+    bi_label_mix: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Train the bi-encoders on (1 - w) * cross labels + w * the cycle's bi labels (ours; "
+        "0 in the paper).",
+    )
+    bi_label_calibration: Literal["none", "quantile"] = Field(
+        default="none",
+        description="'quantile' maps the cross labels onto the distribution of the cycle's bi labels, "
+        "keeping their ranks, before the bi-encoders learn them (ours; 'none' in the paper).",
+    )
+    plms: list[PLMConfig] = Field(
+        default_factory=lambda: [PLMConfig()],
+        min_length=1,
+        description="The PLMs: one for self-distillation, two or more (distinct names) for mutual "
+        "distillation, where they share the average of their pseudo-labels.",
+    )
+    unsup: InitConfig = Field(
+        default_factory=InitConfig,
+        description="Settings of the unsupervised initialisation of PLMs with init_method != 'none'.",
+    )
+    seed: int = Field(
+        default=2021, description="Seed of the pair subsample, and of every PLM that sets no seed."
+    )
+    checkpoint_steps: int = Field(
+        default=200, ge=0, description="Also checkpoint training every this many steps (0: epoch ends)."
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Dask scheduler ('tcp://host:8786') for the PLMs' stages; empty reads "
+        "$TRANS_ENCODER_DASK_ADDRESS, and without either the PLMs run on a thread pool.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="PLM stages at once on the thread pool (empty: one per PLM with a GPU, else 1).",
+    )
 
     @field_validator("run_name")
     @classmethod
@@ -101,31 +198,83 @@ class SelfDistillConfig(BaseModel):
             raise ValueError(f"eval_tasks expects names from {list(TASKS)}, got unknown {unknown}.")
         return value
 
+    @field_validator("plms")
+    @classmethod
+    def _check_plms(cls, value: list[PLMConfig]) -> list[PLMConfig]:
+        names = [p.name for p in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"plms expects distinct names, got {repeated} more than once; rename them.")
+        return value
 
-def quick_overrides() -> dict[str, Any]:
-    """The `quick` preset: one cycle on STS-B's pairs, sized for 2 CPU cores (README: why)."""
-    return {
-        "pool": "stsb",
-        "cycles": 1,
-        "select_start": True,
-        "bi_label_calibration": "quantile",
-        "checkpoint_steps": 100,
-        "cross": CrossEncoderConfig(
-            symmetric_labels=True,
-            eval_max_length=128,
-            fit=cross_fit_defaults(learning_rate=1e-4, eval_steps=100, precision="bf16"),
+    @property
+    def mutual(self) -> bool:
+        """Whether the PLMs share averaged labels (N ≥ 2)."""
+        return len(self.plms) > 1
+
+
+# -- presets: the one place where their settings are written ----------------------------------------
+def quick_plm(**fields: Any) -> PLMConfig:
+    """One PLM with the `quick` settings (README: why): bf16 CPU training, lr 1e-4 cross, 1 bi epoch."""
+    cross = CrossEncoderConfig(
+        symmetric_labels=True,
+        eval_max_length=128,
+        fit=cross_fit_defaults(learning_rate=1e-4, eval_steps=100, precision="bf16"),
+    )
+    bi = BiEncoderConfig(fit=bi_fit_defaults(learning_rate=2e-5, epochs=1, eval_steps=20, precision="bf16"))
+    bi = bi.model_copy(update={"model": fields.pop("model")}) if "model" in fields else bi
+    return PLMConfig(bi=bi, cross=cross, **fields)
+
+
+QUICK_SHARED: dict[str, Any] = {
+    "pool": "stsb",
+    "cycles": 1,
+    "select_start": True,
+    "bi_label_calibration": "quantile",
+    "checkpoint_steps": 100,
+}
+
+
+def paper_mutual_plms() -> list[PLMConfig]:
+    """The paper's base pair (algorithm.md §2.2): SimCSE-BERT and SimCSE-RoBERTa, crosses from the PLMs."""
+    return [
+        PLMConfig(
+            name="bert",
+            bi=BiEncoderConfig(model="princeton-nlp/unsup-simcse-bert-base-uncased", pooling="cls"),
+            cross=CrossEncoderConfig(model="bert-base-uncased"),
         ),
-        "bi": BiEncoderConfig(
-            fit=bi_fit_defaults(learning_rate=2e-5, epochs=1, eval_steps=20, precision="bf16")
+        PLMConfig(
+            name="roberta",
+            bi=BiEncoderConfig(model="princeton-nlp/unsup-simcse-roberta-base", pooling="cls"),
+            cross=CrossEncoderConfig(model="roberta-base"),
         ),
-    }
+    ]
 
 
-PRESETS: dict[str, Any] = {"paper": dict, "quick": quick_overrides}
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
+    "paper": dict,
+    "quick": lambda: {**QUICK_SHARED, "plms": [quick_plm()]},
+    "paper-mutual": lambda: {"run_name": "mutual", "plms": paper_mutual_plms()},
+    "quick-mutual": lambda: {
+        **QUICK_SHARED,
+        "run_name": "mutual",
+        "plms": [quick_plm(name="minilm"), quick_plm(name="mpnet", model="packaged-mpnet")],
+    },
+}
 
 
-def preset_config(preset: str = "paper", **overrides: Any) -> SelfDistillConfig:
+def preset_config(preset: str = "paper", **overrides: Any) -> DistillConfig:
     """The config of a preset with field overrides applied (overrides win)."""
     if preset not in PRESETS:
         raise ValueError(f"preset expects one of {sorted(PRESETS)}, got {preset!r}.")
-    return SelfDistillConfig(**{**PRESETS[preset](), **overrides})
+    return DistillConfig(**{**PRESETS[preset](), **overrides})
+
+
+SINGLE_PLM_FIELDS = ("bi", "cross", "init_method", "device")
+
+
+def single_plm_config(**fields: Any) -> DistillConfig:
+    """A self-distillation config from the flat fields of one PLM (bi, cross, init_method, device)
+    next to the shared ones: the shape of the `self-distill` command and of a single-model job."""
+    plm = {k: fields.pop(k) for k in SINGLE_PLM_FIELDS if k in fields}
+    return DistillConfig(**fields, plms=[PLMConfig(**plm)])

@@ -1,10 +1,16 @@
-"""Model selection and the run report: summary.json in the store plus Prefect artifacts."""
+"""The run report, one shape for one PLM or several: summary.json in the store plus Prefect artifacts.
+
+It reports what the paper's Table 1 reports (algorithm.md §1.6, §4.1): each PLM's starting
+bi-encoder and its best bi- and cross-encoder (chosen per model on dev), their scores and
+pseudo-labels per cycle, and with several PLMs the ensembles (mean of cosines / of probabilities)
+and how much the PLMs' labels agreed. The CLI table, the artifacts, retrain and the registry all
+read this shape.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
-import math
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -14,34 +20,21 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.plot import SERIES_COLOURS, line_chart
+from flows.plot import ChartLine, score_chart
 from tasks.artifacts import LABELS_FILE, read_table
-from tasks.distill import DEV_TASK
+from tasks.evaluate import DEV_TASK
 from tasks.store import Store
-from trans_encoder_core.metrics import spearman
+from trans_encoder_core.selection import KINDS, label_agreement
 
 logger = logging.getLogger(__name__)
 PLOT_FILE = "scores.png"
+Result = dict[str, Any]
+AVERAGE_KEYS = ("mean", "std", "spread", "model_std", "agreement", "agreement_mean")
+ENSEMBLE_ROWS = {"start_bi": "ensemble start bi", "bi": "ensemble bi", "cross": "ensemble cross"}
 
 
-def select_best(
-    cycles: list[dict[str, Any]], start_eval: dict[str, Any], *, dev_selection: bool, select_start: bool
-) -> dict[str, int]:
-    """Best cycle per formulation by dev Spearman (cycle 0 = the starting bi-encoder)."""
-    if not dev_selection or not cycles:
-        last = len(cycles)
-        return {"bi": last, "cross": last}
-    best: dict[str, int] = {}
-    for kind in ("bi", "cross"):
-        scores = {c["cycle"]: c[kind]["metrics"].get("dev") or float("-inf") for c in cycles}
-        if kind == "bi" and select_start:
-            scores[0] = start_eval["metrics"]["tasks"].get(DEV_TASK, float("-inf"))
-        best[kind] = max(scores, key=lambda c: (scores[c], -c))
-    return best
-
-
-def model_entry(model: str, cycle: int | dict[str, int], evaluation: dict[str, Any]) -> dict[str, Any]:
-    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, dev and test Spearman x 100."""
+def model_entry(model: str, cycle: int | dict[str, int], evaluation: Result) -> dict[str, Any]:
+    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, dev and test Spearman x100."""
     tasks = dict(evaluation["metrics"]["tasks"])
     dev = tasks.pop(DEV_TASK, None)
     return {
@@ -54,93 +47,180 @@ def model_entry(model: str, cycle: int | dict[str, int], evaluation: dict[str, A
     }
 
 
-def build_summary(
-    cfg: Any,
-    stages: list[dict[str, Any]],
-    cycles: list[dict[str, Any]],
-    start_eval: dict[str, Any],
-    finals: dict[str, dict[str, Any]],
-    best: dict[str, int],
-    data: dict[str, Any],
-    agreement: dict[int, float | None] | None = None,
-) -> dict[str, Any]:
-    """The run report (summary.json); `agreement` maps a cycle to its bi–cross label Spearman x100."""
-    agreement = agreement or {}
-    # the starting bi-encoder: the unsupervised init stage's output when there is one, else the config's
-    start_ref = next((s["uri"] for s in stages if s["name"] == "init_bi"), cfg.bi.model)
-    models = {0: start_ref} | {c["cycle"]: c for c in cycles}
-    best_models = {}
-    for kind in ("bi", "cross"):
-        model = start_ref if best[kind] == 0 else models[best[kind]][kind]["uri"]
-        best_models[kind] = model_entry(model, best[kind], finals[kind])
+def cycle_agreement(store: Store, bi_labels: Result, cross_labels: Result) -> float | None:
+    """Spearman x100 between one PLM's bi and cross pseudo-labels of a cycle (None if not computable)."""
+    try:
+        bi = read_table(store, bi_labels["uri"], LABELS_FILE)
+        cross = read_table(store, cross_labels["uri"], LABELS_FILE)
+        return label_agreement(
+            bi["pair_id"].to_pylist(),
+            bi["score"].to_pylist(),
+            cross["pair_id"].to_pylist(),
+            cross["score"].to_pylist(),
+        )
+    except Exception as exc:  # noqa: BLE001 - a report figure must not fail a finished run
+        logger.warning("bi-cross agreement not computed: %s", exc)
+        return None
+
+
+def _cycle_rows(store: Store, name: str, cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for c in cycles:
+        m = c["models"][name]
+        rows.append(
+            {
+                "cycle": c["cycle"],
+                "bi": {"dev": m["bi"]["metrics"].get("dev"), "model": m["bi"]["uri"]},
+                "cross": {"dev": m["cross"]["metrics"].get("dev"), "model": m["cross"]["uri"]},
+                "labels": {
+                    "bi": m["bi_labels"]["metrics"]["labels"],
+                    "cross": m["cross_labels"]["metrics"]["labels"],
+                    "agreement": cycle_agreement(store, m["bi_labels"], m["cross_labels"]),
+                },
+            }
+        )
+    return rows
+
+
+def _averages(cycles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "cycle": c["cycle"],
+            **{
+                kind: {k: c["average"][kind]["metrics"].get(k) for k in AVERAGE_KEYS}
+                | {"uri": c["average"][kind]["uri"]}
+                for kind in KINDS
+            },
+        }
+        for c in cycles
+        if c["average"] is not None
+    ]
+
+
+def _stage_rows(log: list[tuple[str | None, Result]]) -> list[dict[str, Any]]:
+    keys = ("name", "cycle", "cached", "seconds", "started", "finished", "uri")
+    return [{"model": model, **{k: s.get(k) for k in keys}} for model, s in log]
+
+
+def _versions() -> dict[str, str]:
+    names = ("trans-encoder", "torch", "transformers", "prefect")
+    return {"python": platform.python_version(), **{n: metadata.version(n) for n in names}}
+
+
+def build_summary(cfg: Any, store: Store, outcome: dict[str, Any]) -> dict[str, Any]:
+    """The JSON report: every PLM with its start, cycles and best models; ensembles when N > 1.
+
+    `outcome` is what the flow gathered: `log` (PLM name or None, stage result), `cycles`,
+    `evaluations` ("start", "bi" and "cross" per PLM, "ensembles" per group, empty for one PLM),
+    `best` (cycle per PLM and kind), `refs` (model references of "start", "bi", "cross" per PLM) and
+    `data` (the benchmark inputs).
+    """
+    log, cycles, evaluations = outcome["log"], outcome["cycles"], outcome["evaluations"]
+    best, refs, data = outcome["best"], outcome["refs"], outcome["data"]
+    models = {}
+    for name in refs["start"]:
+        models[name] = {
+            "start": {"bi": model_entry(refs["start"][name]["ref"], 0, evaluations["start"][name])},
+            "cycles": _cycle_rows(store, name, cycles),
+            "best": {
+                kind: model_entry(refs[kind][name]["ref"], best[name][kind], evaluations[kind][name])
+                for kind in KINDS
+            },
+        }
+    sources = {"start_bi": ("start", "bi"), "bi": ("bi", "bi"), "cross": ("cross", "cross")}
+    ensembles = {}
+    for group, result in evaluations["ensembles"].items():
+        source, kind = sources[group]
+        cycles_used = {n: 0 if source == "start" else best[n][kind] for n in sorted(refs[source])}
+        ensembles[group] = model_entry(" + ".join(cycles_used), cycles_used, result)
     return {
         "run_name": cfg.run_name,
         "config": cfg.model_dump(mode="json"),
-        "stages": [
-            {
-                "name": s["name"],
-                "cycle": s["cycle"],
-                "cached": s["cached"],
-                "seconds": s["seconds"],
-                "uri": s["uri"],
-            }
-            for s in stages
-        ],
-        "cycles": [
-            {
-                "cycle": c["cycle"],
-                "bi": {"dev": c["bi"]["metrics"].get("dev"), "model": c["bi"]["uri"]},
-                "cross": {"dev": c["cross"]["metrics"].get("dev"), "model": c["cross"]["uri"]},
-                "labels": {
-                    "bi": c["bi_labels"]["metrics"]["labels"],
-                    "cross": c["cross_labels"]["metrics"]["labels"],
-                    "agreement": agreement.get(c["cycle"]),
-                },
-            }
-            for c in cycles
-        ],
-        "start": {"bi": model_entry(start_ref, 0, start_eval)},
-        "best": best_models,
+        "models": models,
+        "ensembles": ensembles,
+        "averages": _averages(cycles),
+        "stages": _stage_rows(log),
         "data": {"missing": data.get("missing") or {}, "reason": data.get("reason")},
-        "all_cached": all(s["cached"] for s in stages),
-        "versions": {
-            "trans-encoder": metadata.version("trans-encoder"),
-            "python": platform.python_version(),
-            "torch": metadata.version("torch"),
-            "transformers": metadata.version("transformers"),
-        },
+        "all_cached": all(s["cached"] for _, s in log),
+        "versions": _versions(),
     }
 
 
-def _table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [
-        {
-            "model": "start bi",
-            "cycle": 0,
-            "dev": summary["start"]["bi"]["dev"],
-            **summary["start"]["bi"]["test"],
-            "avg": summary["start"]["bi"]["average"],
-        }
-    ]
-    for c in summary["cycles"]:
-        rows.append({"model": "bi", "cycle": c["cycle"], "dev": c["bi"]["dev"]})
-        rows.append({"model": "cross", "cycle": c["cycle"], "dev": c["cross"]["dev"]})
-    for kind in ("bi", "cross"):
-        entry = summary["best"][kind]
-        rows.append(
-            {
-                "model": f"best {kind}",
-                "cycle": entry["cycle"],
-                "dev": entry["dev"],
-                **entry["test"],
-                "avg": entry["average"],
-            }
-        )
-    return [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+def _row(label: str, entry: dict[str, Any]) -> dict[str, Any]:
+    cycle = entry["cycle"]
+    if isinstance(cycle, dict):
+        cycle = ", ".join(f"{n}:{c}" for n, c in cycle.items())
+    return {"model": label, "cycle": cycle, "dev": entry["dev"], **entry["test"], "avg": entry["average"]}
 
 
 def _round(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}
+
+
+def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 1's rows for this run: each PLM's start and best models, then the ensembles."""
+    prefix = len(summary["models"]) > 1
+    rows = []
+    for name, m in summary["models"].items():
+        label = f"{name} " if prefix else ""
+        rows.append(_row(f"{label}start bi", m["start"]["bi"]))
+        rows += [_row(f"{label}best {kind}", m["best"][kind]) for kind in KINDS]
+    rows += [_row(ENSEMBLE_ROWS[g], e) for g, e in summary["ensembles"].items()]
+    return [_round(r) for r in rows]
+
+
+def cycle_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per PLM, cycle and formulation: dev Spearman, and the pseudo-labels it was trained on (the
+    cross-encoder learns the bi-encoder's labels and vice versa) with the cycle's bi–cross agreement."""
+    rows = []
+    for name, m in summary["models"].items():
+        for c in m["cycles"]:
+            for model, teacher in (("cross", "bi"), ("bi", "cross")):
+                stats = c["labels"][teacher]
+                rows.append(
+                    {
+                        "plm": name,
+                        "cycle": c["cycle"],
+                        "model": model,
+                        "dev": c[model]["dev"],
+                        "trained on": f"{teacher} labels",
+                        "label mean": stats["mean"],
+                        "label std": stats["std"],
+                        "out of [0,1]": stats.get("out_of_range"),
+                        "bi-cross agreement": c["labels"].get("agreement"),
+                    }
+                )
+    return [_round(r) for r in rows]
+
+
+def chart_lines(summary: dict[str, Any]) -> list[ChartLine]:
+    """The plotted lines, per PLM: dev of bi (cycle 0 = its start) and of cross, and label agreement."""
+    lines = []
+    for name, m in summary["models"].items():
+        cycles = m["cycles"]
+        start = [(0, m["start"]["bi"]["dev"])]
+        lines += [
+            ChartLine(f"{name} bi", "STS-B dev", start + [(c["cycle"], c["bi"]["dev"]) for c in cycles]),
+            ChartLine(f"{name} cross", "STS-B dev", [(c["cycle"], c["cross"]["dev"]) for c in cycles]),
+            ChartLine(
+                f"{name} bi vs cross",
+                "label agreement",
+                [(c["cycle"], c["labels"]["agreement"]) for c in cycles],
+            ),
+        ]
+    return lines
+
+
+def write_plot(store: Store, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Draw the scores per cycle into `runs/{run_name}/scores.png`; None when there is nothing to plot."""
+    try:
+        png = score_chart(chart_lines(summary))
+    except ValueError as exc:  # nothing to plot (no dev set and no agreement)
+        logger.info("no plot for run %s: %s", summary["run_name"], exc)
+        return None
+    uri = store.uri("runs", summary["run_name"], PLOT_FILE)
+    store.write_bytes(uri, png)
+    return {"uri": uri, "png_base64": base64.b64encode(png).decode()}
 
 
 def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -149,124 +229,57 @@ def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines + ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
 
 
-def label_agreement(store: Store, bi_labels: str, cross_labels: str) -> float | None:
-    """Spearman x100 between the bi- and the cross-encoder's pseudo-labels of one cycle (by pair_id)."""
-    bi = read_table(store, bi_labels, LABELS_FILE)
-    cross = read_table(store, cross_labels, LABELS_FILE)
-    cross_by_id = dict(zip(cross["pair_id"].to_pylist(), cross["score"].to_pylist(), strict=True))
-    ids, scores = bi["pair_id"].to_pylist(), bi["score"].to_pylist()
-    pairs = [(b, cross_by_id[p]) for p, b in zip(ids, scores, strict=True) if p in cross_by_id]
-    if len(pairs) < 2:
-        return None
-    value = spearman([b for b, _ in pairs], [c for _, c in pairs])
-    return None if math.isnan(value) else value  # constant labels: undefined
-
-
-def cycle_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per cycle and model: dev Spearman, and the statistics of the pseudo-labels it was trained on
-    (the cross-encoder learns the bi-encoder's labels and vice versa) with the cycle's bi–cross agreement."""
-    rows = []
-    for c in summary["cycles"]:
-        for model, teacher in (("cross", "bi"), ("bi", "cross")):
-            stats = c["labels"][teacher]
-            rows.append(
-                {
-                    "cycle": c["cycle"],
-                    "model": model,
-                    "dev": c[model]["dev"],
-                    "trained on": f"{teacher} labels",
-                    "label mean": stats["mean"],
-                    "label std": stats["std"],
-                    "out of [0,1]": stats.get("out_of_range"),
-                    "bi-cross agreement": c["labels"].get("agreement"),
-                }
-            )
-    return [_round(r) for r in rows]
-
-
-def score_series(summary: dict[str, Any]) -> list[tuple[str, list[tuple[float, float | None]]]]:
-    """The plotted series: dev of bi (cycle 0 = the starting bi-encoder) and cross, and agreement."""
-    cycles = summary["cycles"]
-    return [
-        ("bi dev", [(0, summary["start"]["bi"]["dev"])] + [(c["cycle"], c["bi"]["dev"]) for c in cycles]),
-        ("cross dev", [(c["cycle"], c["cross"]["dev"]) for c in cycles]),
-        ("bi-cross label agreement", [(c["cycle"], c["labels"].get("agreement")) for c in cycles]),
-    ]
-
-
-def write_plot(store: Store, summary: dict[str, Any]) -> dict[str, Any] | None:
-    """Draw the scores per cycle into `runs/{run_name}/scores.png`; None when there is nothing to plot."""
-    series = score_series(summary)
-    try:
-        png = line_chart([points for _, points in series], names=[name for name, _ in series])
-    except ValueError as exc:  # nothing to plot (no dev set and no agreement)
-        logger.info("no plot for run %s: %s", summary["run_name"], exc)
-        return None
-    uri = store.uri("runs", summary["run_name"], PLOT_FILE)
-    store.write_bytes(uri, png)
-    legend = [f"{colour}: {name}" for (colour, _), (name, _) in zip(SERIES_COLOURS, series, strict=False)]
-    return {"uri": uri, "legend": legend, "png_base64": base64.b64encode(png).decode()}
-
-
 def _link(uri: str) -> str:
     return uri if "://" in uri else Path(uri).resolve().as_uri()
 
 
 def markdown_report(summary: dict[str, Any], plot: dict[str, Any] | None = None) -> str:
-    """The run report as markdown: best models, scores and pseudo-labels per cycle, and the plot."""
+    """The run report as markdown: models, scores and pseudo-labels per cycle, agreement, the plot."""
     cached = sum(s["cached"] for s in summary["stages"])
-    parts = [f"# Trans-Encoder run `{summary['run_name']}`", "\n".join(_markdown_table(_table_rows(summary)))]
-    if summary["cycles"]:
-        parts += ["## Per cycle", "\n".join(_markdown_table(cycle_rows(summary)))]
+    parts = [f"# Trans-Encoder run `{summary['run_name']}`", "\n".join(_markdown_table(table_rows(summary)))]
+    rows = cycle_rows(summary)
+    if rows:
+        parts += ["## Per cycle", "\n".join(_markdown_table(rows))]
+    if summary["averages"]:
+        parts.append(
+            "Pairwise Spearman between the PLMs' labels (× 100):\n"
+            + "\n".join(
+                f"- cycle {a['cycle']}: bi {a['bi']['agreement_mean']}, cross {a['cross']['agreement_mean']}"
+                for a in summary["averages"]
+            )
+        )
     if plot is not None:
         parts += [
             "## Scores per cycle (Spearman x100)",
             f"![scores per cycle](data:image/png;base64,{plot['png_base64']})",
-            f"Plot: [{plot['uri']}]({_link(plot['uri'])}) — " + ", ".join(plot["legend"]) + ".",
+            f"Plot: [{plot['uri']}]({_link(plot['uri'])}).",
         ]
     parts.append(f"{cached} of {len(summary['stages'])} stages came from the cache.")
     return "\n\n".join(parts) + "\n"
 
 
-def cycle_agreements(store: Store, cycles: list[dict[str, Any]]) -> dict[int, float | None]:
-    """The bi–cross label agreement of every cycle (None where it cannot be computed)."""
-    result: dict[int, float | None] = {}
-    for c in cycles:
-        try:
-            result[c["cycle"]] = label_agreement(store, c["bi_labels"]["uri"], c["cross_labels"]["uri"])
-        except Exception as exc:  # noqa: BLE001 - a report figure must not fail a finished run
-            logger.warning("cycle %s: bi-cross agreement not computed: %s", c["cycle"], exc)
-            result[c["cycle"]] = None
-    return result
+def artifact_key(run_name: str) -> str:
+    return "te-" + "".join(ch if ch.isalnum() else "-" for ch in run_name.lower())
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def publish_report(
-    cfg: Any,
-    stages: list[dict[str, Any]],
-    cycles: list[dict[str, Any]],
-    start_eval: dict[str, Any],
-    finals: dict[str, dict[str, Any]],
-    best: dict[str, int],
-    data: dict[str, Any],
-) -> dict[str, Any]:
+def publish_report(cfg: Any, outcome: dict[str, Any]) -> dict[str, Any]:
     """Write `runs/{run_name}/summary.json` (and `scores.png`) to the store and publish table and
-    markdown artifacts: models with their benchmark scores, and scores and pseudo-labels per cycle."""
+    markdown artifacts (`outcome`: see `build_summary`)."""
     store = Store(cfg.store)
-    agreement = cycle_agreements(store, cycles)
-    summary = build_summary(cfg, stages, cycles, start_eval, finals, best, data, agreement)
+    summary = build_summary(cfg, store, outcome)
     plot = write_plot(store, summary)
     summary["plot_uri"] = plot["uri"] if plot else None
     uri = store.uri("runs", cfg.run_name, "summary.json")
     store.write_json(uri, summary)
     summary["summary_uri"] = uri
-    key = "".join(ch if ch.isalnum() else "-" for ch in cfg.run_name.lower())
-    create_table_artifact(_table_rows(summary), key=f"te-{key}", description="Spearman x100 per model")
-    if summary["cycles"]:
+    key = artifact_key(cfg.run_name)
+    create_table_artifact(table_rows(summary), key=key, description="Spearman x100 per model")
+    if summary["models"] and any(m["cycles"] for m in summary["models"].values()):
         create_table_artifact(
             cycle_rows(summary),
-            key=f"te-{key}-cycles",
+            key=f"{key}-cycles",
             description="Per cycle and model: dev Spearman x100 and the pseudo-labels it was trained on",
         )
-    create_markdown_artifact(markdown_report(summary, plot), key=f"te-{key}-report")
+    create_markdown_artifact(markdown_report(summary, plot), key=f"{key}-report")
     return summary

@@ -14,8 +14,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flows.config import SelfDistillConfig
-from flows.self_distill import self_distill
+from flows.config import DistillConfig, PLMConfig
+from flows.distill import distill as distill_flow
 from tasks.retrain import merge_pool, publish_candidate, retrain_state
 
 
@@ -26,7 +26,8 @@ class RetrainConfig(BaseModel):
         distill: the self-distillation settings. `distill.store` is the store whose inbox, pool and
             registry are used; `distill.run_name` prefixes each run's report folder
             (`{run_name}-v{version:06d}`); `distill.pairs` must stay unset (the retrain builds the pool).
-            After the first version, `distill.bi.model` is replaced by the latest version's bi-encoder.
+            After the first version, each PLM's `bi.model` is replaced by its bi-encoder in the latest
+            version (one PLM or several: a mutual run is retrained and published the same way).
         initial_pairs: the pair file of the first pool, used only while the registry is empty (the
             inbox files are added to it); None starts from the inbox alone.
         tolerance: publish only if the new dev Spearman x100 is at least the current one minus this.
@@ -38,7 +39,7 @@ class RetrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    distill: SelfDistillConfig = Field(default_factory=lambda: SelfDistillConfig(run_name="retrain"))
+    distill: DistillConfig = Field(default_factory=lambda: DistillConfig(run_name="retrain"))
     initial_pairs: str | None = None
     tolerance: float = Field(default=1.0, ge=0.0)
     gate_on: Literal["bi", "cross"] = "bi"
@@ -65,7 +66,7 @@ def with_store(config: RetrainConfig, store: str | None) -> RetrainConfig:
 
 def run_config(
     config: RetrainConfig, pool: dict[str, Any], latest: dict[str, Any] | None, version: int
-) -> SelfDistillConfig:
+) -> DistillConfig:
     """The self-distillation config of one retrain: the merged pool, the previous models as starts."""
     distill = config.distill
     updates: dict[str, Any] = {
@@ -76,13 +77,25 @@ def run_config(
         "run_name": f"{distill.run_name}-v{version:06d}",
     }
     if latest is not None:
-        updates["bi"] = distill.bi.model_copy(update={"model": latest["models"]["bi"]})
-        if config.continue_cross:
-            updates["cross"] = distill.cross.model_copy(update={"model": latest["models"]["cross"]})
+        updates["plms"] = [
+            continued_plm(plm, latest, config.continue_cross, len(distill.plms)) for plm in distill.plms
+        ]
     return distill.model_copy(update=updates)
 
 
-def read_options(distill: SelfDistillConfig) -> dict[str, Any]:
+def continued_plm(plm: PLMConfig, latest: dict[str, Any], continue_cross: bool, n_plms: int) -> PLMConfig:
+    """`plm` starting from its models in the latest version (a version of one PLM, or from before
+    versions recorded models per PLM, names its bi/cross under "models")."""
+    models = (latest.get("plms") or {}).get(plm.name) or (latest["models"] if n_plms == 1 else None)
+    if models is None:
+        return plm
+    update: dict[str, Any] = {"bi": plm.bi.model_copy(update={"model": models["bi"]})}
+    if continue_cross:
+        update["cross"] = plm.cross.model_copy(update={"model": models["cross"]})
+    return plm.model_copy(update=update)
+
+
+def read_options(distill: DistillConfig) -> dict[str, Any]:
     """How new pair files are read (the columns and invalid-row policy of `distill`)."""
     return {
         "sentence1_column": distill.sentence1_column,
@@ -123,7 +136,7 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="retrain", log_prints=True)
 def retrain(config: RetrainConfig = RetrainConfig(), store: str | None = None) -> dict[str, Any]:  # noqa: B008
-    """Ingest new inbox files, continue self-distillation from the latest version, publish if better.
+    """Ingest new inbox files, continue distillation from the latest version, publish if better.
 
     Args:
         config: the retrain settings (see `RetrainConfig`).
@@ -141,7 +154,7 @@ def retrain(config: RetrainConfig = RetrainConfig(), store: str | None = None) -
     base = latest["pool"] if latest else None
     initial = cfg.initial_pairs if latest is None else None
     pool = merge_pool(root, base, initial, pending, read_options(cfg.distill))
-    summary = self_distill(run_config(cfg, pool, latest, state["next_version"]))
+    summary = distill_flow(run_config(cfg, pool, latest, state["next_version"]))
     outcome = publish_candidate(
         root, summary, pool, latest, tolerance=cfg.tolerance, gate_on=cfg.gate_on, run=_run_info(summary)
     )

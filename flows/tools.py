@@ -1,9 +1,10 @@
-"""Single-step flows: evaluate one model, score one pair file."""
+"""Single-step flows: evaluate one model (the distillation's cached `evaluate` stage), score one pair file."""
 
 from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
@@ -11,12 +12,15 @@ import pyarrow.parquet as pq
 from prefect import flow
 
 from tasks.artifacts import local_model_path
+from tasks.evaluate import DEV_TASK, evaluate
 from tasks.ingest import read_source_bytes
+from tasks.inputs import benchmark_inputs, benchmark_root, fingerprint_model
 from tasks.store import Store
-from trans_encoder_core.benchmarks import DATA_ENV_VAR, TASKS, available_tasks, load_stsb, load_task
+from trans_encoder_core.benchmarks import DATA_ENV_VAR, TASKS
+from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
-from trans_encoder_core.evaluation import bi_scorer, cross_scorer, evaluate_scorer
-from trans_encoder_core.metrics import mean_over_present
+from trans_encoder_core.errors import ConfigError
+from trans_encoder_core.evaluation import bi_scorer, cross_scorer
 from trans_encoder_core.pair_files import read_pairs
 from trans_encoder_core.runtime import resolve_device
 from trans_encoder_core.schema import labels_table, with_lineage
@@ -60,24 +64,45 @@ def evaluate_model(
     max_length: int | None = None,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Spearman × 100 of a bi- or cross-encoder on every available benchmark and STS-B dev."""
-    root = data or os.environ.get(DATA_ENV_VAR)
+    """Spearman × 100 of a bi- or cross-encoder on every available benchmark and STS-B dev.
+
+    The same cached `evaluate` stage as a distillation run's: the result is stored under `store`
+    (default ./te-store) and comes back cached for the same model, settings and benchmark files.
+    """
+    root = benchmark_root(data)
     wanted = list(tasks or TASKS)
-    if not root:
-        raise SystemExit(f"evaluate expects a benchmark folder: pass --data DIR or set {DATA_ENV_VAR}.")
-    availability = available_tasks(root)
-    missing = {t: r for t in wanted if (r := availability.get(t))}
-    scorer = load_scorer(model, kind, store=store, max_length=max_length, device=device or "auto")
-    sets = {t: load_task(root, t) for t in wanted if t not in missing}
-    results = evaluate_scorer(scorer, sets)
-    dev = evaluate_scorer(scorer, {"stsb_dev": load_stsb(root, "dev")}) if "stsb" in sets else {}
+    if not root or not Path(root).is_dir():
+        raise ConfigError(
+            f"evaluate expects a benchmark folder, got {root!r}; pass --data DIR or set {DATA_ENV_VAR} "
+            "(layout: data/README.md)."
+        )
+    if store is None and "/stages/" in model:  # a stage artifact: evaluate it in its own store
+        store = model.split("/stages/")[0]
+    store_root = Store(store or "./te-store").root
+    bi = BiEncoderConfig(model=model, **({"max_seq_length": max_length} if max_length else {}))
+    cross = CrossEncoderConfig(model=model, **({"eval_max_length": max_length} if max_length else {}))
+    ref = fingerprint_model(store_root, model)
+    inputs = benchmark_inputs(root, wanted)
+    result = evaluate(
+        store_root,
+        {"model": ref},
+        kind,
+        inputs["data"],
+        wanted,
+        {"model": bi},
+        {"model": cross},
+        {"model": device or "auto"},
+    )
+    scores = dict(result["metrics"]["tasks"])
     return {
         "model": model,
         "kind": kind,
-        "tasks": results,
-        "dev": dev.get("stsb_dev"),
-        "average": mean_over_present(results, wanted),
-        "missing": missing,
+        "tasks": {t: v for t, v in scores.items() if t != DEV_TASK},
+        "dev": scores.get(DEV_TASK),
+        "average": result["metrics"]["average"],
+        "missing": result["metrics"]["missing"],
+        "uri": result["uri"],
+        "cached": result["cached"],
     }
 
 
@@ -103,7 +128,7 @@ def score_file(
         labels_table(table, scores), {"stage": "score", "model": model, "kind": kind, "source": pairs}
     )
     if os.path.exists(out):
-        raise SystemExit(f"score refuses to overwrite {out}; choose another --out or remove it first.")
+        raise ConfigError(f"score refuses to overwrite {out}; choose another --out or remove it first.")
     with fsspec.open(out, "wb") as fh:
         pq.write_table(labelled, fh)
     return {"out": out, "rows": table.num_rows}

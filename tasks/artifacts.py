@@ -19,6 +19,7 @@ from safetensors.torch import save as safetensors_save
 from tasks.store import Store, StoreError, sha256_file
 from trans_encoder_core.benchmarks import TASKS, task_files
 from trans_encoder_core.checkpointing import pack_train_state, unpack_train_state
+from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.encoders import PACKAGED_MODEL_NAMES, BiEncoder, CrossEncoder, resolve_model
 from trans_encoder_core.schema import validate_labels_table, validate_pairs_table, with_lineage
 from trans_encoder_core.training import TrainState
@@ -85,16 +86,24 @@ def local_model_path(store: Store, ref: str) -> str:
     return str(store.local_copy(ref)) if store.contains(ref) else ref
 
 
-def load_bi(store: Store, ref: str, *, pooling: str, max_seq_length: int, device: torch.device) -> BiEncoder:
-    from_store = store.contains(ref)
-    bi = BiEncoder.from_pretrained(
-        local_model_path(store, ref), pooling="auto" if from_store else pooling, max_seq_length=max_seq_length
-    )
-    return bi.to(device)
+def load_encoder(
+    store: Store, ref: str, kind: str, config: BiEncoderConfig | CrossEncoderConfig, device: torch.device
+) -> BiEncoder | CrossEncoder:
+    """A bi- or cross-encoder from a store artifact or an external name/folder, on `device`.
 
-
-def load_cross(store: Store, ref: str, *, max_length: int, device: torch.device) -> CrossEncoder:
-    return CrossEncoder.from_pretrained(local_model_path(store, ref), max_length=max_length).to(device)
+    A bi-encoder from the store keeps the pooling it was saved with; an external one uses
+    `config.pooling` ("auto" reads its sentence-transformers config). Its length is
+    `config.max_seq_length`; a cross-encoder's is `config.max_length` (training and labelling).
+    """
+    path = local_model_path(store, ref)
+    if kind == "bi":
+        assert isinstance(config, BiEncoderConfig)
+        pooling = "auto" if store.contains(ref) else config.pooling
+        return BiEncoder.from_pretrained(path, pooling=pooling, max_seq_length=config.max_seq_length).to(
+            device
+        )
+    assert isinstance(config, CrossEncoderConfig)
+    return CrossEncoder.from_pretrained(path, max_length=config.max_length).to(device)
 
 
 def write_table(table: pa.Table, folder: Path, name: str, lineage: dict[str, Any]) -> Path:

@@ -7,15 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
 
+from tasks import keys
 from tasks.artifacts import PAIRS_FILE, data_digest, write_table
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import TASKS
 from trans_encoder_core.errors import InputDataError
 from trans_encoder_core.pair_files import read_pairs
-from trans_encoder_core.pool import training_pool
+from trans_encoder_core.pool import subsample, training_pool
 
 POOL_TASKS = {"transductive": TASKS, "inductive": TASKS, "stsb": ("stsb",)}
 
@@ -38,20 +38,10 @@ def subsample_seed(source: dict[str, Any]) -> int | None:
     return source["seed"] if source.get("max_pairs") is not None else None
 
 
-def subsample(table: Any, max_pairs: int | None, seed: int | None) -> Any:
-    """A seeded random subset of at most `max_pairs` rows (all rows when None)."""
-    if max_pairs is None or table.num_rows <= max_pairs:
-        return table
-    rng = np.random.default_rng(seed)
-    keep = np.sort(rng.choice(table.num_rows, size=max_pairs, replace=False))
-    return table.take(keep)
-
-
 def _ingest_file(store: Store, source: dict[str, Any]) -> dict[str, Any]:
     data = read_source_bytes(source["uri"])
-    inputs = {"file": hashlib.sha256(data).hexdigest()}
-    keys = ("format", "sentence1_column", "sentence2_column", "on_invalid", "max_pairs")
-    options: dict[str, Any] = {k: source[k] for k in keys}
+    fields = ("format", "sentence1_column", "sentence2_column", "on_invalid", "max_pairs")
+    options: dict[str, Any] = {k: source[k] for k in fields}
     options["seed"] = subsample_seed(source)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
@@ -75,13 +65,13 @@ def _ingest_file(store: Store, source: dict[str, Any]) -> dict[str, Any]:
             "source": source["uri"],
         }
 
-    return run_stage(store, "ingest_pairs", 0, {"kind": "file", **options}, inputs, compute)
+    key = keys.ingest_file(options, hashlib.sha256(data).hexdigest())
+    return run_stage(store, "ingest_pairs", 0, *key, compute)
 
 
 def _ingest_benchmark(store: Store, source: dict[str, Any]) -> dict[str, Any]:
     root, pool = source["data"], source["pool"]
     tasks = POOL_TASKS[pool]
-    inputs = {"data": data_digest(root, tasks)}
     options = {"pool": pool, "max_pairs": source["max_pairs"], "seed": subsample_seed(source)}
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
@@ -91,7 +81,8 @@ def _ingest_benchmark(store: Store, source: dict[str, Any]) -> dict[str, Any]:
         write_table(table, folder, PAIRS_FILE, {"stage": "ingest_pairs", "pool": pool, "key": key})
         return {"n_pairs": table.num_rows, "pool_stats": stats}
 
-    return run_stage(store, "ingest_pairs", 0, {"kind": "benchmark", **options}, inputs, compute)
+    key = keys.ingest_benchmark(options, data_digest(root, tasks))
+    return run_stage(store, "ingest_pairs", 0, *key, compute)
 
 
 @pipeline_task

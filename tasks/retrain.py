@@ -8,7 +8,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -17,9 +16,8 @@ from tasks.inbox import pending_files, read_file_bytes, record_ingested
 from tasks.registry import gate, list_versions, publish_version, read_latest
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store, digest_json
-from trans_encoder_core.errors import InputDataError
 from trans_encoder_core.pair_files import read_pairs
-from trans_encoder_core.schema import PAIRS_SCHEMA
+from trans_encoder_core.pairs import merge_pair_tables
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -35,28 +33,7 @@ def retrain_state(store_root: str) -> dict[str, Any]:
     }
 
 
-def merge_pair_tables(tables: list[pa.Table]) -> tuple[pa.Table, int]:
-    """Concatenate pair tables in order and keep the first row of each `pair_id`.
-
-    Returns:
-        `(table, n_duplicates_removed)`.
-    """
-    if not tables:
-        raise InputDataError(
-            "merge_pool expects a previous pool, initial pairs or inbox files, got none; add pairs with "
-            "`trans-encoder add-pairs FILE` or set initial_pairs."
-        )
-    combined = pa.concat_tables([t.select(PAIRS_SCHEMA.names).cast(PAIRS_SCHEMA) for t in tables])
-    seen: set[str] = set()
-    keep = []
-    for row, pid in enumerate(combined["pair_id"].to_pylist()):
-        if pid not in seen:
-            seen.add(pid)
-            keep.append(row)
-    return combined.take(keep), combined.num_rows - len(keep)
-
-
-def _read_new_pairs(data: bytes, name: str, options: dict[str, Any]) -> pa.Table:
+def _read_new_pairs(data: bytes, name: str, options: dict[str, Any]) -> Any:
     return read_pairs(
         io.BytesIO(data),
         name=name,
@@ -110,11 +87,20 @@ def merge_pool(
     return result
 
 
+def best_per_kind(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """For bi and cross, the selected model of the PLM that is best on dev (one PLM: its own)."""
+    chosen = {}
+    for kind in ("bi", "cross"):
+        entries = [m["best"][kind] for m in summary["models"].values()]
+        chosen[kind] = max(entries, key=lambda e: e["dev"] if e["dev"] is not None else float("-inf"))
+    return chosen
+
+
 def model_metrics(summary: dict[str, Any]) -> dict[str, Any]:
-    """The selected bi and cross models' scores from a self-distillation summary."""
+    """The scores of the models a version publishes (`best_per_kind`)."""
     return {
         kind: {k: entry[k] for k in ("cycle", "dev", "test", "average")}
-        for kind, entry in summary["best"].items()
+        for kind, entry in best_per_kind(summary).items()
     }
 
 
@@ -139,7 +125,11 @@ def publish_candidate(
     if not decision.publish:
         return outcome
     record = {
-        "models": {kind: summary["best"][kind]["model"] for kind in ("bi", "cross")},
+        "models": {kind: entry["model"] for kind, entry in best_per_kind(summary).items()},
+        "plms": {
+            name: {kind: m["best"][kind]["model"] for kind in ("bi", "cross")}
+            for name, m in summary["models"].items()
+        },
         "metrics": metrics,
         "pool": {"uri": pool["uri"], "digest": pool["digest"], "pairs": pool["metrics"]["n_pairs"]},
         "config": summary["config"],

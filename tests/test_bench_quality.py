@@ -22,11 +22,11 @@ def _entry(shift: float, sickr: float | None = None) -> dict[str, Any]:
 
 
 def _self_summary(shift: float, sickr: float | None = None) -> dict[str, Any]:
-    return {
-        "config": {"seed": 1},
+    model = {
         "start": {"bi": _entry(0.0, sickr)},
         "best": {"bi": _entry(shift, sickr), "cross": _entry(2 * shift, sickr)},
     }
+    return {"config": {"seed": 1}, "models": {"packaged": model}, "ensembles": {}}
 
 
 def test_missing_task_gives_no_seven_task_average_but_a_labelled_one() -> None:

@@ -40,6 +40,26 @@ def quantile_calibrate(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return out
 
 
+def bi_targets(
+    cross_labels: np.ndarray, bi_labels: np.ndarray | None, *, mix_weight: float, calibrate: bool
+) -> np.ndarray:
+    """The targets of step D: the cross-encoder's labels, optionally calibrated and mixed (ours).
+
+    `calibrate` maps the cross labels onto the distribution of `bi_labels` keeping their ranks
+    (`quantile_calibrate`); `mix_weight` w > 0 then trains on (1 - w) · cross + w · bi. Both are off
+    in the paper, where the targets are the cross labels themselves. Returns float32.
+    """
+    target = np.asarray(cross_labels).astype(np.float64)
+    if bi_labels is not None and (mix_weight > 0 or calibrate):
+        other = np.asarray(bi_labels)
+        if calibrate:
+            target = quantile_calibrate(target, other)
+        target = (1 - mix_weight) * target + mix_weight * other
+    elif calibrate:
+        raise ValueError("bi_targets: calibrate=True needs bi_labels (the bi-encoder's own scores).")
+    return target.astype(np.float32)
+
+
 def _check_labels(first: Sequence[str], second: Sequence[str], labels: np.ndarray) -> np.ndarray:
     if not (len(first) == len(second) == len(labels)):
         raise ValueError(

@@ -113,6 +113,15 @@ def read_st_pooling(folder: str | Path) -> str | None:
     return None
 
 
+def resolve_pooling(name_or_path: str | Path, pooling: str = "auto") -> str:
+    """The pooling a bi-encoder loaded from `name_or_path` uses: `pooling` itself unless "auto", else
+    the folder's sentence-transformers pooling config, else "cls" (the paper's). Reads no weights."""
+    if pooling != "auto":
+        return pooling
+    ref = resolve_model(name_or_path)
+    return (read_st_pooling(ref) if Path(ref).is_dir() else None) or "cls"
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -156,8 +165,7 @@ class BiEncoder(nn.Module):
             model = AutoModel.from_pretrained(ref, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"Could not load an encoder from '{ref}': {exc}") from exc
-        if pooling == "auto":
-            pooling = (read_st_pooling(ref) if Path(ref).is_dir() else None) or "cls"
+        pooling = resolve_pooling(ref, pooling)
         logger.info("bi-encoder %s: pooling=%s max_seq_length=%d", ref, pooling, max_seq_length)
         return cls(model, tokenizer, pooling=pooling, max_seq_length=max_seq_length)
 

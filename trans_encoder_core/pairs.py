@@ -23,7 +23,15 @@ import pyarrow as pa
 from trans_encoder_core.errors import InputDataError
 from trans_encoder_core.schema import PAIRS_SCHEMA
 
-__all__ = ["dedup_pairs", "make_pairs_table", "normalise_text", "pair_id", "pair_ids", "valid_rows"]
+__all__ = [
+    "dedup_pairs",
+    "make_pairs_table",
+    "merge_pair_tables",
+    "normalise_text",
+    "pair_id",
+    "pair_ids",
+    "valid_rows",
+]
 
 InvalidPolicy = Literal["error", "drop"]
 
@@ -98,6 +106,24 @@ def dedup_pairs(sentence1: Sequence[str], sentence2: Sequence[str]) -> tuple[pa.
     columns = {"pair_id": list(by_id), "sentence1": [a for a, _ in by_id.values()]}
     columns["sentence2"] = [b for _, b in by_id.values()]
     return pa.table(columns, schema=PAIRS_SCHEMA), len(sentence1) - len(by_id)
+
+
+def merge_pair_tables(tables: Sequence[pa.Table]) -> tuple[pa.Table, int]:
+    """Concatenate pair tables in order and keep the first occurrence of each pair (`dedup_pairs`).
+
+    Used to grow a pool: rows of earlier tables (pairs already trained on) keep their place.
+
+    Returns:
+        `(table, n_duplicates_removed)`.
+    """
+    if not tables:
+        raise InputDataError(
+            "Merging pools expects a previous pool, initial pairs or inbox files, got none; add pairs with "
+            "`trans-encoder add-pairs FILE` or set initial_pairs."
+        )
+    first = [s for t in tables for s in t["sentence1"].to_pylist()]
+    second = [s for t in tables for s in t["sentence2"].to_pylist()]
+    return dedup_pairs(first, second)
 
 
 # A raw row: (position, sentence1 cell, sentence2 cell). The position is the 1-based file line for

@@ -102,3 +102,12 @@ def training_pool(
 def _excluded(tasks: Sequence[str]) -> list[str]:
     names = {"stsb": "stsb-test", "sickr": "sickr-test"}
     return [names.get(task, task) for task in tasks]
+
+
+def subsample(table: pa.Table, max_pairs: int | None, seed: int | None) -> pa.Table:
+    """A seeded random subset of at most `max_pairs` rows, in pool order (all rows when None)."""
+    if max_pairs is None or table.num_rows <= max_pairs:
+        return table
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(table.num_rows, size=max_pairs, replace=False))
+    return table.take(keep)

@@ -56,7 +56,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def tiny_distill(model: Path, store: Path, run_name: str) -> dict[str, Any]:
     """Self-distillation parameters: one cycle, tiny fits, no benchmark data, on the CPU."""
-    from flows.config import SelfDistillConfig
+    from flows.config import single_plm_config
     from trans_encoder_core.config import (
         BiEncoderConfig,
         CrossEncoderConfig,
@@ -64,7 +64,7 @@ def tiny_distill(model: Path, store: Path, run_name: str) -> dict[str, Any]:
         cross_fit_defaults,
     )
 
-    config = SelfDistillConfig(
+    config = single_plm_config(
         run_name=run_name,
         store=str(store),
         pairs=str(EXAMPLE_PAIRS),
@@ -114,7 +114,7 @@ def test_self_distill_deployment_runs_and_publishes_artifacts(
     stack: PrefectStack, client: Any, tiny_model: Path, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    run_id = start_run(stack, "self-distill/self-distill", {"config": tiny_distill(tiny_model, store, "e2e")})
+    run_id = start_run(stack, "distill/self-distill", {"config": tiny_distill(tiny_model, store, "e2e")})
     run = wait_final(client, stack, run_id)
     assert run.state.is_completed(), f"{run.state}\n{stack.logs()}"
     artifacts = artifacts_of(client, run_id)
@@ -130,19 +130,37 @@ def test_self_distill_deployment_runs_and_publishes_artifacts(
     )
 
 
+def test_mutual_distill_deployment_runs_two_plms_and_reports_the_ensembles(
+    stack: PrefectStack, client: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    config = tiny_distill(tiny_model, store, "e2e-mutual")
+    (plm,) = config["plms"]
+    config["plms"] = [plm | {"name": "a", "seed": 1}, plm | {"name": "b", "seed": 2}]
+    run_id = start_run(stack, "distill/mutual-distill", {"config": config})
+    run = wait_final(client, stack, run_id)
+    assert run.state.is_completed(), f"{run.state}\n{stack.logs()}"
+    summary = json.loads((store / "runs" / "e2e-mutual" / "summary.json").read_text())
+    assert set(summary["models"]) == {"a", "b"} and set(summary["ensembles"]) == {"start_bi", "bi", "cross"}
+    names = {s["name"] for s in summary["stages"]}
+    assert {"average_bi_scores", "average_cross_scores"} <= names
+    rows = json.loads(artifacts_of(client, run_id)["te-e2e-mutual"].data)
+    assert [r["model"] for r in rows][-3:] == ["ensemble start bi", "ensemble bi", "ensemble cross"]
+
+
 def test_failed_run_retried_from_the_ui_resumes_from_the_cache(
     stack: PrefectStack, client: Any, tiny_model: Path, tmp_path: Path
 ) -> None:
     from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.states import Scheduled
 
-    deployment = client.read_deployment_by_name("self-distill/self-distill")
+    deployment = client.read_deployment_by_name("distill/self-distill")
     original = deployment.job_variables
     broken = {**original, "env": {**original.get("env", {}), "TRANS_ENCODER_FAULT": "train_cross:1"}}
     client.update_deployment(deployment.id, DeploymentUpdate(job_variables=broken))
     try:
         run_id = start_run(
-            stack, "self-distill/self-distill", {"config": tiny_distill(tiny_model, tmp_path / "s", "retry")}
+            stack, "distill/self-distill", {"config": tiny_distill(tiny_model, tmp_path / "s", "retry")}
         )
         failed = wait_final(client, stack, run_id)
     finally:
@@ -164,14 +182,14 @@ def test_new_pairs_event_triggers_a_retrain_that_publishes_a_version(
     from prefect.client.schemas.actions import DeploymentUpdate
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
-    from flows.config import SelfDistillConfig
+    from flows.config import DistillConfig
     from flows.retrain import RetrainConfig
     from tasks.store import Store
 
     store = tmp_path / "store"
     # As a user would in the UI form: tiny settings; the store comes from the event, not from here.
     distill = tiny_distill(tiny_model, tmp_path / "unused-default-store", "retrain") | {"pairs": None}
-    defaults = RetrainConfig(distill=SelfDistillConfig(**distill)).model_dump(mode="json")
+    defaults = RetrainConfig(distill=DistillConfig(**distill)).model_dump(mode="json")
     deployment = client.read_deployment_by_name("retrain/retrain")
     client.update_deployment(deployment.id, DeploymentUpdate(parameters={"config": defaults}))
 

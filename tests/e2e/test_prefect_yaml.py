@@ -26,21 +26,30 @@ def test_every_flow_has_one_enforced_limited_deployment_on_the_process_pool(
 ) -> None:
     from prefect.flows import load_flow_from_entrypoint
 
-    assert {"self-distill", "evaluate", "retrain"} <= set(deployments)
+    flows = {
+        "self-distill": "distill",
+        "mutual-distill": "distill",
+        "evaluate": "evaluate",
+        "retrain": "retrain",
+    }
+    assert set(deployments) == set(flows)
     for name, d in deployments.items():
         flow = load_flow_from_entrypoint(str(REPO_ROOT / d["entrypoint"]))
-        assert flow.name == name
+        assert flow.name == flows[name]
         assert d["enforce_parameter_schema"] is True and d["concurrency_limit"]["limit"] >= 1
         assert d["work_pool"]["name"] == POOL
         flow.validate_parameters(d["parameters"])  # the defaults pass the flow's typed signature
 
 
-def test_defaults_are_the_quick_preset(deployments: dict[str, dict[str, Any]]) -> None:
-    from flows.config import SelfDistillConfig, preset_config
+def test_defaults_are_the_quick_presets(deployments: dict[str, dict[str, Any]]) -> None:
+    from flows.config import DistillConfig, preset_config
     from flows.retrain import RetrainConfig
 
-    self_distill = SelfDistillConfig(**deployments["self-distill"]["parameters"]["config"])
-    assert self_distill == preset_config("quick", run_name="ui", store="./te-store")
+    single = DistillConfig(**deployments["self-distill"]["parameters"]["config"])
+    assert single == preset_config("quick", run_name="ui", store="./te-store")
+    mutual = DistillConfig(**deployments["mutual-distill"]["parameters"]["config"])
+    assert mutual == preset_config("quick-mutual", run_name="ui-mutual", store="./te-store")
+    assert [p.bi.model for p in mutual.plms] == ["packaged", "packaged-mpnet"]
     retrain = RetrainConfig(**deployments["retrain"]["parameters"]["config"])
     assert retrain.distill == preset_config("quick", run_name="retrain", store="./te-store")
 

@@ -32,8 +32,11 @@ def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[..., Any]:
-    """A two-cycle self-distillation config on the example pairs with a tiny model (seconds on CPU)."""
-    from flows.config import SelfDistillConfig
+    """A two-cycle self-distillation config on the example pairs with a tiny model (seconds on CPU).
+
+    Overrides are the shared fields of `DistillConfig` and the one PLM's `bi`, `cross`,
+    `init_method` and `device` (`single_plm_config`)."""
+    from flows.config import single_plm_config
     from trans_encoder_core.config import (
         BiEncoderConfig,
         CrossEncoderConfig,
@@ -41,7 +44,7 @@ def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[.
         cross_fit_defaults,
     )
 
-    def factory(**overrides: Any) -> SelfDistillConfig:
+    def factory(**overrides: Any) -> Any:
         values: dict[str, Any] = {
             "store": str(tmp_path / "store"),
             "pairs": str(EXAMPLE_PAIRS),
@@ -56,9 +59,21 @@ def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[.
                 eval_max_length=64, fit=cross_fit_defaults(batch_size=8, eval_steps=4)
             ),
         }
-        return SelfDistillConfig(**{**values, **overrides})
+        return single_plm_config(**{**values, **overrides})
 
     return factory
+
+
+def with_plm(cfg: Any, **updates: Any) -> Any:
+    """`cfg` with its one PLM's fields (bi, cross, init_method, device, seed) replaced."""
+    (plm,) = cfg.plms
+    return cfg.model_copy(update={"plms": [plm.model_copy(update=updates)]})
+
+
+def only_model(summary: dict[str, Any]) -> dict[str, Any]:
+    """The report of a run's one PLM (start, cycles, best)."""
+    (model,) = summary["models"].values()
+    return model
 
 
 def stage_runs(summary: dict[str, Any]) -> dict[tuple[str, int], bool]:

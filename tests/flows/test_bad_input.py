@@ -23,7 +23,7 @@ import pytest
 
 from flows import cli
 from tasks.store import Store, sha256_file
-from tests.flows.conftest import EXAMPLE_PAIRS
+from tests.flows.conftest import EXAMPLE_PAIRS, only_model
 from tests.flows.test_s3_store import tiny_config
 from trans_encoder_core.errors import InputDataError, ModelLoadError
 
@@ -199,12 +199,12 @@ def test_bad_pair_file_is_reported_and_the_store_is_untouched(
 def test_bad_pair_file_through_the_flow_raises_input_data_error(
     store: Path, flow_model: Path, tmp_path: Path
 ) -> None:
-    from flows.self_distill import self_distill
+    from flows.distill import distill
 
     before = snapshot(store)
     cfg = tiny_config(str(store), flow_model, None, pairs=str(tmp_path / "absent.parquet"))
     with pytest.raises(InputDataError, match=r"absent\.parquet does not exist; check the path"):
-        self_distill(cfg)
+        distill(cfg)
     assert snapshot(store) == before
 
 
@@ -227,7 +227,7 @@ def test_duplicates_are_counted_and_very_long_sentences_are_truncated_not_fatal(
     assert (metrics["n_rows"], metrics["n_duplicates"], metrics["n_pairs"]) == (5, 2, 3)
     table = pq.read_table(Path(Store(str(store)).path(summary["stages"][0]["uri"])) / "pairs.parquet")
     assert long in table["sentence1"].to_pylist(), "the stored pair keeps the whole sentence"
-    assert [c["cycle"] for c in summary["cycles"]] == [1]
+    assert [c["cycle"] for c in only_model(summary)["cycles"]] == [1]
     after = snapshot(store)
     assert {k: after[k] for k in before} == before
 
@@ -310,11 +310,11 @@ def test_cross_encoder_checkpoint_with_a_multi_output_head(
 
 
 def test_missing_model_through_the_flow_raises_model_load_error(store: Path, tmp_path: Path) -> None:
-    from flows.self_distill import self_distill
+    from flows.distill import distill
 
     before = snapshot(store)
     with pytest.raises(ModelLoadError, match="does not exist"):
-        self_distill(tiny_config(str(store), tmp_path / "absent-model", None))
+        distill(tiny_config(str(store), tmp_path / "absent-model", None))
     assert snapshot(store) == before
 
 
@@ -338,12 +338,12 @@ def test_out_of_range_config_is_rejected_before_any_stage(
     flow_model: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import flows.self_distill
+    import flows.distill
 
     def must_not_run(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the flow must not start with an invalid configuration")
 
-    monkeypatch.setattr(flows.self_distill, "self_distill", must_not_run)
+    monkeypatch.setattr(flows.distill, "run_distill", must_not_run)
     error = assert_fails_cleanly(run_cli, store, base_args(store, flow_model, **sets), *patterns)
     assert "fix them with --set" in error and "Traceback" not in error
 

@@ -20,7 +20,7 @@ import pytest
 from flows.cli import main
 from flows.data_fetch import read_manifest
 from tasks.store import Store
-from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT
+from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT, only_model
 
 
 def cli_args(model: Path, store: Path, data_root: Path, *extra: str) -> list[str]:
@@ -83,7 +83,7 @@ def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProc
 
 def best(summary_file: Path) -> dict[str, object]:
     summary = json.loads(summary_file.read_text())
-    return {k: (v["cycle"], v["test"]) for k, v in summary["best"].items()}
+    return {k: (v["cycle"], v["test"]) for k, v in only_model(summary)["best"].items()}
 
 
 def test_rerun_in_a_new_process_and_prefect_db_is_fully_cached(
@@ -141,6 +141,8 @@ def test_evaluate_and_score_commands(
                 "stsb",
                 "--json",
                 str(out_json),
+                "--store",
+                str(tmp_path / "store"),
             ]
         )
         == 0
@@ -152,8 +154,9 @@ def test_evaluate_and_score_commands(
     assert main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)]) == 0
     table = pq.read_table(out)
     assert table.num_rows == 40 and table.column_names[:4] == ["pair_id", "sentence1", "sentence2", "score"]
-    with pytest.raises(SystemExit, match="refuses to overwrite"):
-        main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)])
+    capsys.readouterr()
+    assert main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)]) == 2
+    assert "refuses to overwrite" in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ import pytest
 
 from tasks.artifacts import load_checkpoint
 from tasks.store import COMMIT_FILE, Store
-from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT
+from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT, only_model
 
 SEED = int(os.environ.get("TE_CRASH_SEED", "2022"))
 N_KILLS = 10
@@ -128,7 +128,7 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
 # `python -m flows.cli ARGS`, except that the imports happen before a "go" line arrives on stdin: the
 # harness starts each rerun's process (imports only) while the previous process is still running.
 GATED = (
-    "import sys, flows.cli, flows.self_distill\n"
+    "import sys, flows.cli, flows.distill\n"
     "if sys.stdin.readline() != 'go\\n':\n    sys.exit(3)  # the harness went away: do nothing\n"
     "sys.exit(flows.cli.main(sys.argv[1:]))"
 )
@@ -234,12 +234,12 @@ def committed_stages(root: Path) -> set[str]:
 def scores(summary: dict[str, Any]) -> dict[str, Any]:
     """Every number of a run: the selected cycle, dev and test Spearman of each formulation, the
     starting encoder's, and per cycle the dev scores and pseudo-label statistics."""
-    best = {kind: (e["cycle"], e["dev"], e["test"]) for kind, e in summary["best"].items()}
+    best = {kind: (e["cycle"], e["dev"], e["test"]) for kind, e in only_model(summary)["best"].items()}
     cycles = [
         (c["cycle"], c["bi"]["dev"], c["cross"]["dev"], c["labels"]["bi"], c["labels"]["cross"])
-        for c in summary["cycles"]
+        for c in only_model(summary)["cycles"]
     ]
-    return {"best": best, "start": summary["start"]["bi"]["test"], "cycles": cycles}
+    return {"best": best, "start": only_model(summary)["start"]["bi"]["test"], "cycles": cycles}
 
 
 def stage_keys(summary: dict[str, Any]) -> list[str]:

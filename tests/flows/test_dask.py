@@ -27,7 +27,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from safetensors.torch import load_file
 
-from flows.mutual_distill import run_mutual
+from flows.distill import run_distill
 from tasks.store import Store
 from tests.flows.test_mutual import build_plm_models, mutual_config, overlapping, results_of
 
@@ -135,12 +135,12 @@ def test_dask_cluster_trains_the_plms_in_parallel_and_matches_the_serial_run(
     with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
         cluster_args = {"n_workers": 2, "processes": True, "threads_per_worker": 1, "dashboard_address": None}
         with LocalCluster(**cluster_args, env=env) as cluster, Client(cluster) as client:
-            client.run(exec, "import tasks.distill, tasks.mutual")  # import torch etc. once per worker
-            on_dask = run_mutual(
+            client.run(exec, "import tasks.distill, tasks.averaging")  # import torch etc. once per worker
+            on_dask = run_distill(
                 mutual_config(plm_models, tmp_path / "dask-store", None),
                 DaskTaskRunner(address=cluster.scheduler_address),
             )
-        serial = run_mutual(
+        serial = run_distill(
             mutual_config(plm_models, tmp_path / "serial-store", None), ThreadPoolTaskRunner(1)
         )
     assert not any(s["cached"] for s in on_dask["stages"])

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.mutual_config import MutualDistillConfig, PLMConfig
-from flows.mutual_distill import run_mutual, task_runner_for
+from flows.config import DistillConfig, PLMConfig, preset_config
+from flows.distill import run_distill, task_runner_for
 from tasks import distill
-from tasks.mutual import assign_devices
+from tasks.averaging import assign_devices
 from tasks.store import Store
 from tests.flows.conftest import EXAMPLE_PAIRS
 from tests.tiny import make_tiny_model
@@ -48,9 +48,7 @@ def plm_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_plm_models(tmp_path_factory.mktemp("mutual-models"))
 
 
-def mutual_config(
-    models: dict[str, Path], store: Path, data: Path | None, **overrides: Any
-) -> MutualDistillConfig:
+def mutual_config(models: dict[str, Path], store: Path, data: Path | None, **overrides: Any) -> DistillConfig:
     """One cycle on the 40 example pairs with both tiny PLMs (seconds of compute on a CPU)."""
     plms = [
         PLMConfig(
@@ -71,7 +69,7 @@ def mutual_config(
         "checkpoint_steps": 2,
         "plms": plms,
     }
-    return MutualDistillConfig(**{**values, **overrides})
+    return DistillConfig(**{**values, **overrides})
 
 
 def stage_runs(summary: dict[str, Any]) -> dict[tuple[str | None, str, int], bool]:
@@ -106,7 +104,7 @@ def overlapping(summary: dict[str, Any], a: str, b: str) -> list[str]:
 def reference(plm_models: dict[str, Path], data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """An uninterrupted serial run (one PLM stage at a time)."""
     store = tmp_path_factory.mktemp("mutual-reference") / "store"
-    return run_mutual(mutual_config(plm_models, store, data_root), SERIAL)
+    return run_distill(mutual_config(plm_models, store, data_root), SERIAL)
 
 
 def _stage_uri(summary: dict[str, Any], model: str | None, name: str, cycle: int) -> str:
@@ -147,7 +145,7 @@ def test_thread_pool_runs_the_plms_concurrently_and_a_rerun_is_fully_cached(
     cfg = mutual_config(plm_models, tmp_path / "store", data_root, unsup=unsup)
     plms = [cfg.plms[0], cfg.plms[1].model_copy(update={"init_method": "simcse"})]
     cfg = cfg.model_copy(update={"plms": plms})
-    first = run_mutual(cfg, ThreadPoolTaskRunner(max_workers=2))
+    first = run_distill(cfg, ThreadPoolTaskRunner(max_workers=2))
     assert not any(s["cached"] for s in first["stages"])
     assert overlapping(first, "bert", "roberta"), "the two PLMs' stages should run at the same time"
     init = _stage_uri(first, "roberta", "init_bi", 0)
@@ -159,7 +157,7 @@ def test_thread_pool_runs_the_plms_concurrently_and_a_rerun_is_fully_cached(
 
     monkeypatch.setattr(encoders.BiEncoder, "from_pretrained", classmethod(refuse))
     monkeypatch.setattr(encoders.CrossEncoder, "from_pretrained", classmethod(refuse))
-    second = run_mutual(cfg, ThreadPoolTaskRunner(max_workers=2))
+    second = run_distill(cfg, ThreadPoolTaskRunner(max_workers=2))
     assert second["all_cached"] and results_of(second) == results_of(first)
 
 
@@ -171,18 +169,18 @@ def test_failure_in_one_plm_resumes_only_that_stage_and_what_follows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = mutual_config(plm_models, tmp_path / "store", data_root)
-    real = distill.load_cross
+    real = distill.load_encoder
 
     def failing(store: Store, ref: str, **kwargs: Any) -> Any:
         if ref == str(plm_models["roberta"]):
             raise RuntimeError("injected failure in roberta's cross-encoder")
         return real(store, ref, **kwargs)
 
-    monkeypatch.setattr(distill, "load_cross", failing)
+    monkeypatch.setattr(distill, "load_encoder", failing)
     with pytest.raises(RuntimeError, match="injected failure in roberta"):
-        run_mutual(cfg, SERIAL)
-    monkeypatch.setattr(distill, "load_cross", real)
-    resumed = run_mutual(cfg, SERIAL)
+        run_distill(cfg, SERIAL)
+    monkeypatch.setattr(distill, "load_encoder", real)
+    resumed = run_distill(cfg, SERIAL)
     runs = stage_runs(resumed)
     cached = [
         (None, "ingest_pairs", 0),
@@ -204,14 +202,17 @@ def test_config_rejects_bad_plm_lists(plm_models: dict[str, Path], tmp_path: Pat
     from pydantic import ValidationError
 
     cfg = mutual_config(plm_models, tmp_path / "store", None)
-    with pytest.raises(ValidationError, match="at least 2 items"):
-        cfg.model_validate({**cfg.model_dump(), "plms": cfg.model_dump()["plms"][:1]})
+    with pytest.raises(ValidationError, match="at least 1 item"):
+        cfg.model_validate({**cfg.model_dump(), "plms": []})
+    single = cfg.model_validate({**cfg.model_dump(), "plms": cfg.model_dump()["plms"][:1]})
+    assert not single.mutual and cfg.mutual  # one PLM is self-distillation
     twice = [cfg.plms[0].model_dump(), cfg.plms[0].model_dump()]
     with pytest.raises(ValidationError, match="distinct names"):
         cfg.model_validate({**cfg.model_dump(), "plms": twice})
     with pytest.raises(ValidationError, match="Model names expect"):
         PLMConfig(name="a/b")
-    assert [p.name for p in MutualDistillConfig().plms] == ["bert", "roberta"]
+    assert [p.name for p in preset_config("paper-mutual").plms] == ["bert", "roberta"]
+    assert [p.name for p in DistillConfig().plms] == ["packaged"]
 
 
 def test_runner_choice_and_device_assignment(
@@ -223,21 +224,21 @@ def test_runner_choice_and_device_assignment(
 
     cfg = mutual_config(plm_models, tmp_path / "store", None)
     monkeypatch.delenv("TRANS_ENCODER_DASK_ADDRESS", raising=False)
-    monkeypatch.setattr("flows.mutual_distill.visible_gpus", lambda: 0)
+    monkeypatch.setattr("flows.distill.visible_gpus", lambda: 0)
     runner = task_runner_for(cfg)
     assert isinstance(runner, ThreadPoolTaskRunner) and runner._max_workers == 1  # CPU: one PLM at a time
-    monkeypatch.setattr("flows.mutual_distill.visible_gpus", lambda: 2)
+    monkeypatch.setattr("flows.distill.visible_gpus", lambda: 2)
     assert task_runner_for(cfg)._max_workers == 2
     monkeypatch.setenv("TRANS_ENCODER_DASK_ADDRESS", "tcp://127.0.0.1:8786")
     dask = task_runner_for(cfg)
     assert isinstance(dask, DaskTaskRunner) and dask.address == "tcp://127.0.0.1:8786"
     with pytest.raises(ConfigError, match="store its workers can reach"):
         task_runner_for(cfg.model_copy(update={"store": "memory://x"}))
-    monkeypatch.setattr("tasks.mutual.visible_gpus", lambda: 2)
+    monkeypatch.setattr("tasks.averaging.visible_gpus", lambda: 2)
     assert assign_devices(["auto", "cpu", "auto"], spread=True) == ["cuda:0", "cpu", "cuda:0"]
     assert assign_devices(["auto", "auto"], spread=True) == ["cuda:0", "cuda:1"]
     assert assign_devices(["auto", "auto"], spread=False) == ["auto", "auto"]
-    monkeypatch.setattr("tasks.mutual.visible_gpus", lambda: 1)
+    monkeypatch.setattr("tasks.averaging.visible_gpus", lambda: 1)
     assert assign_devices(["auto", "auto"], spread=True) == ["auto", "auto"]
 
 
@@ -248,7 +249,11 @@ def _cli_args(*extra: str) -> Any:
 
 
 def test_cli_makes_one_plm_per_model_seed_and_pooling() -> None:
-    from flows.cli_mutual import build_mutual_config
+    from flows.cli_common import UsageError
+    from flows.cli_distill import build_config
+
+    def build_mutual_config(args: Any) -> DistillConfig:
+        return build_config(args, min_plms=2)
 
     cfg = build_mutual_config(
         _cli_args("--preset", "quick", "--seeds", "1,2", "--set", "plms.bi.fit.epochs=2")
@@ -281,7 +286,7 @@ def test_cli_makes_one_plm_per_model_seed_and_pooling() -> None:
         ("roberta-x", "roberta", "simcse"),
     ]
     assert cfg.dask_address == "tcp://10.0.0.1:8786" and cfg.cycles == 2
-    with pytest.raises(SystemExit, match="at least 2 PLMs"):
+    with pytest.raises(UsageError, match="at least 2 PLMs"):
         build_mutual_config(_cli_args("--model", "packaged"))
 
 
@@ -298,7 +303,7 @@ def test_cli_runs_end_to_end_and_writes_the_summary(
     args += ["--pairs", str(EXAMPLE_PAIRS), "--data", str(data_root), "--store", str(tmp_path / "store")]
     assert main([*args, "--summary", str(summary_file), *sets]) == 0
     out = capsys.readouterr().out
-    for row in ("bert-s1 start bi", "bert-s2 cross", "ensemble bi", "ensemble cross", "label agreement"):
+    for row in ("bert-s1 start bi", "bert-s2 best cross", "ensemble bi", "ensemble cross", "label agreement"):
         assert row in out
     summary = json.loads(summary_file.read_text())
     assert set(summary["models"]) == {"bert-s1", "bert-s2"} and set(summary["ensembles"]) == {

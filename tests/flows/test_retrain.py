@@ -9,16 +9,16 @@ from typing import Any
 import pytest
 
 from flows.cli import main
-from flows.config import SelfDistillConfig
-from flows.report import cycle_rows, markdown_report, score_series, write_plot
+from flows.config import single_plm_config
+from flows.report import chart_lines, cycle_rows, markdown_report, write_plot
 from flows.retrain import RetrainConfig, retrain, run_config, with_store
 from tasks.inbox import add_pair_file, pending_files, read_ledger
 from tasks.registry import list_versions, publish_version, read_version
-from tasks.retrain import merge_pair_tables, publish_candidate
+from tasks.retrain import publish_candidate
 from tasks.store import Store
-from tests.flows.conftest import EXAMPLE_PAIRS, stage_runs
+from tests.flows.conftest import EXAMPLE_PAIRS, only_model, stage_runs
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig, bi_fit_defaults, cross_fit_defaults
-from trans_encoder_core.pairs import make_pairs_table
+from trans_encoder_core.pairs import make_pairs_table, merge_pair_tables
 
 LINES = EXAMPLE_PAIRS.read_text().splitlines()
 
@@ -34,7 +34,7 @@ def config(flow_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """One cycle on a tiny model without benchmark data (no dev score: every version is published)."""
     monkeypatch.delenv("TRANS_ENCODER_DATA", raising=False)
     monkeypatch.delenv("TRANS_ENCODER_FAULT", raising=False)
-    distill = SelfDistillConfig(
+    distill = single_plm_config(
         run_name="rt",
         store=str(tmp_path / "store"),
         eval_tasks=["stsb"],
@@ -59,7 +59,7 @@ def test_retrain_publishes_then_skips_then_continues_from_the_latest_model(
     assert all(store.verify(v1["models"][kind]) is not None for kind in ("bi", "cross"))
     assert set(read_ledger(store)) == {"a.csv"} and read_ledger(store)["a.csv"]["version"] == 1
     summary = store.read_json(first["summary_uri"])
-    assert summary["cycles"][0]["labels"]["agreement"] is not None
+    assert only_model(summary)["cycles"][0]["labels"]["agreement"] is not None
     assert store.read_bytes(summary["plot_uri"]).startswith(b"\x89PNG\r\n\x1a\n")
 
     assert retrain(config)["status"] == "skipped" and list_versions(store) == [1]
@@ -71,7 +71,7 @@ def test_retrain_publishes_then_skips_then_continues_from_the_latest_model(
     assert (
         v2["pool"]["pairs"] == 40 and v2["new_files"] == ["b.csv"] and set(v2["inbox"]) == {"a.csv", "b.csv"}
     )
-    assert v2["config"]["bi"]["model"] == v1["models"]["bi"]
+    assert v2["config"]["plms"][0]["bi"]["model"] == v1["models"]["bi"] == v1["plms"]["packaged"]["bi"]
     assert pending_files(store) == []
 
     assert main(["models", "list", "--store", store.root]) == 0
@@ -101,7 +101,7 @@ def test_a_failed_retrain_records_nothing_and_resumes_from_its_cache(
 
 def _candidate(dev: float) -> dict[str, Any]:
     entry = {"model": "m", "cycle": 1, "dev": dev, "test": {}, "average": None}
-    return {"best": {"bi": entry, "cross": entry}, "config": {}}
+    return {"models": {"packaged": {"best": {"bi": entry, "cross": entry}}}, "config": {}}
 
 
 def test_a_worse_model_is_not_published_and_its_files_stay_pending(tmp_path: Path) -> None:
@@ -137,21 +137,40 @@ def test_config_rules(config: RetrainConfig) -> None:
     pool = {"pairs_uri": "/s/stages/merge_pool/k/pairs.parquet"}
     latest = {"models": {"bi": "/s/bi", "cross": "/s/cross"}}
     first = run_config(config, pool, None, 1)
-    assert (first.pairs, first.run_name, first.bi.model) == (
+    assert (first.pairs, first.run_name, first.plms[0].bi.model) == (
         pool["pairs_uri"],
         "rt-v000001",
-        config.distill.bi.model,
+        config.distill.plms[0].bi.model,
     )
     later = run_config(config.model_copy(update={"continue_cross": True}), pool, latest, 4)
-    assert (later.bi.model, later.cross.model, later.run_name) == ("/s/bi", "/s/cross", "rt-v000004")
+    plm = later.plms[0]
+    assert (plm.bi.model, plm.cross.model, later.run_name) == ("/s/bi", "/s/cross", "rt-v000004")
+
+
+def test_a_mutual_run_continues_each_plm_from_its_own_models(config: RetrainConfig) -> None:
+    two = [p.model_copy(update={"name": n}) for p, n in zip(config.distill.plms * 2, ("a", "b"), strict=True)]
+    mutual = config.model_copy(update={"distill": config.distill.model_copy(update={"plms": two})})
+    latest = {
+        "models": {"bi": "/s/a-bi", "cross": "/s/a-cross"},
+        "plms": {
+            "a": {"bi": "/s/a-bi", "cross": "/s/a-cross"},
+            "b": {"bi": "/s/b-bi", "cross": "/s/b-cross"},
+        },
+    }
+    later = run_config(mutual, {"pairs_uri": "/s/p.parquet"}, latest, 2)
+    assert [(p.name, p.bi.model, p.cross.model) for p in later.plms] == [
+        ("a", "/s/a-bi", config.distill.plms[0].cross.model),
+        ("b", "/s/b-bi", config.distill.plms[0].cross.model),
+    ]
+    # a version written before versions recorded models per PLM starts no PLM of a mutual run
+    old = run_config(mutual, {"pairs_uri": "/s/p.parquet"}, {"models": latest["models"]}, 2)
+    assert [p.bi.model for p in old.plms] == [p.bi.model for p in two]
 
 
 def test_report_tables_and_plot(tmp_path: Path) -> None:
     labels = {"mean": 0.5, "std": 0.1, "out_of_range": 0}
-    summary = {
-        "run_name": "r",
-        "stages": [{"cached": True}],
-        "start": {"bi": {"dev": 70.0, "test": {}, "average": None}},
+    model = {
+        "start": {"bi": {"cycle": 0, "dev": 70.0, "test": {}, "average": None}},
         "best": {k: {"cycle": 1, "dev": 75.0, "test": {}, "average": None} for k in ("bi", "cross")},
         "cycles": [
             {
@@ -162,11 +181,24 @@ def test_report_tables_and_plot(tmp_path: Path) -> None:
             },
         ],
     }
+    summary = {
+        "run_name": "r",
+        "stages": [{"cached": True}],
+        "models": {"m": model},
+        "ensembles": {},
+        "averages": [],
+    }
     rows = cycle_rows(summary)
     assert [(r["model"], r["trained on"]) for r in rows] == [("cross", "bi labels"), ("bi", "cross labels")]
     assert rows[0]["bi-cross agreement"] == 61.0
-    assert [name for name, _ in score_series(summary)] == ["bi dev", "cross dev", "bi-cross label agreement"]
+    lines = chart_lines(summary)
+    assert [(line.model, line.set) for line in lines] == [
+        ("m bi", "STS-B dev"),
+        ("m cross", "STS-B dev"),
+        ("m bi vs cross", "label agreement"),
+    ]
+    assert lines[0].points == [(0, 70.0), (1, 75.0)]
     plot = write_plot(Store(str(tmp_path / "s")), summary)
     assert plot is not None and Path(plot["uri"]).read_bytes().startswith(b"\x89PNG")
     text = markdown_report(summary, plot)
-    assert "## Per cycle" in text and "data:image/png;base64," in text and "blue: bi dev" in text
+    assert "## Per cycle" in text and "data:image/png;base64," in text and "| start bi |" in text

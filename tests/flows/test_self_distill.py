@@ -8,48 +8,53 @@ from typing import Any
 
 import pytest
 
-from flows.self_distill import self_distill
+from flows.distill import distill
 from tasks.store import Store
-from tests.flows.conftest import stage_runs
+from tests.flows.conftest import only_model, stage_runs, with_plm
 from trans_encoder_core import encoders
 
 
 def _best_scores(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v["cycle"], v["test"], v["dev"]) for k, v in summary["best"].items()}
+    return {k: (v["cycle"], v["test"], v["dev"]) for k, v in only_model(summary)["best"].items()}
 
 
 def test_second_run_is_fully_cached_and_loads_no_model(
     make_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg = make_config()
-    first = self_distill(cfg)
+    first = distill(cfg)
     assert not any(s["cached"] for s in first["stages"])
-    assert [c["cycle"] for c in first["cycles"]] == [1, 2]
-    assert set(first["best"]) == {"bi", "cross"} and "stsb" in first["best"]["cross"]["test"]
-    assert first["start"]["bi"]["test"]["stsb"] == pytest.approx(first["start"]["bi"]["test"]["stsb"])
+    assert [c["cycle"] for c in only_model(first)["cycles"]] == [1, 2]
+    assert (
+        set(only_model(first)["best"]) == {"bi", "cross"}
+        and "stsb" in only_model(first)["best"]["cross"]["test"]
+    )
+    assert only_model(first)["start"]["bi"]["test"]["stsb"] == pytest.approx(
+        only_model(first)["start"]["bi"]["test"]["stsb"]
+    )
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a cached run must not load a model")
 
     monkeypatch.setattr(encoders.BiEncoder, "from_pretrained", classmethod(refuse))
     monkeypatch.setattr(encoders.CrossEncoder, "from_pretrained", classmethod(refuse))
-    second = self_distill(cfg)
+    second = distill(cfg)
     assert all(s["cached"] for s in second["stages"]) and second["all_cached"]
     assert _best_scores(second) == _best_scores(first)
     summary = Store(cfg.store).read_json(second["summary_uri"])
-    assert {"stages", "cycles", "start", "best", "config"} <= set(summary)
+    assert {"stages", "models", "config"} <= set(summary) and not summary["ensembles"]
+    assert {"start", "cycles", "best"} <= set(only_model(summary))
     assert {"name", "cycle", "cached", "seconds"} <= set(summary["stages"][0])
 
 
 def test_config_change_recomputes_only_affected_stages(make_config: Any) -> None:
     cfg = make_config()
-    self_distill(cfg)
-    changed = cfg.model_copy(
-        update={
-            "bi": cfg.bi.model_copy(update={"fit": cfg.bi.fit.model_copy(update={"learning_rate": 1e-4})})
-        }
+    distill(cfg)
+    bi = cfg.plms[0].bi
+    changed = with_plm(
+        cfg, bi=bi.model_copy(update={"fit": bi.fit.model_copy(update={"learning_rate": 1e-4})})
     )
-    runs = stage_runs(self_distill(changed))
+    runs = stage_runs(distill(changed))
     for stage in [("ingest_pairs", 0), ("bi_scores", 1), ("train_cross", 1), ("cross_scores", 1)]:
         assert runs[stage], f"{stage} should come from the cache"
     for stage in [
@@ -64,8 +69,8 @@ def test_config_change_recomputes_only_affected_stages(make_config: Any) -> None
 
 def test_label_calibration_recomputes_bi_training_only(make_config: Any) -> None:
     cfg = make_config(cycles=1, bi_label_mix=0.5)
-    first = self_distill(cfg)
-    calibrated = self_distill(cfg.model_copy(update={"bi_label_calibration": "quantile"}))
+    first = distill(cfg)
+    calibrated = distill(cfg.model_copy(update={"bi_label_calibration": "quantile"}))
     runs = stage_runs(calibrated)
     cached = [("ingest_pairs", 0), ("bi_scores", 1), ("train_cross", 1), ("cross_scores", 1)]
     assert all(runs[s] for s in cached)
@@ -75,26 +80,26 @@ def test_label_calibration_recomputes_bi_training_only(make_config: Any) -> None
     )
     assert bi_first != bi_calibrated
     # switching the option back finds every output of the first run
-    assert all(stage_runs(self_distill(cfg)).values())
+    assert all(stage_runs(distill(cfg)).values())
 
 
 def test_deleted_output_recomputes_just_that_stage(make_config: Any) -> None:
     cfg = make_config()
-    first = self_distill(cfg)
+    first = distill(cfg)
     victim = next(s for s in first["stages"] if s["name"] == "cross_scores" and s["cycle"] == 1)
     shutil.rmtree(Store(cfg.store).path(victim["uri"]))
-    runs = stage_runs(self_distill(cfg))
+    runs = stage_runs(distill(cfg))
     assert not runs[("cross_scores", 1)]
     assert all(cached for key, cached in runs.items() if key != ("cross_scores", 1))
 
 
 def test_corrupted_output_is_detected_and_recomputed(make_config: Any) -> None:
     cfg = make_config()
-    first = self_distill(cfg)
+    first = distill(cfg)
     victim = next(s for s in first["stages"] if s["name"] == "bi_scores" and s["cycle"] == 2)
     labels = Path(Store(cfg.store).path(victim["uri"])) / "labels.parquet"
     labels.write_bytes(labels.read_bytes()[:-20] + b"\0" * 20)
-    second = self_distill(cfg)
+    second = distill(cfg)
     assert not stage_runs(second)[("bi_scores", 2)]
     assert _best_scores(second) == _best_scores(first)
 
@@ -102,13 +107,13 @@ def test_corrupted_output_is_detected_and_recomputed(make_config: Any) -> None:
 def test_failure_in_cycle_two_resumes_from_the_failed_stage(
     make_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = self_distill(make_config(store=str(tmp_path / "reference")))
+    reference = distill(make_config(store=str(tmp_path / "reference")))
     cfg = make_config()
     monkeypatch.setenv("TRANS_ENCODER_FAULT", "train_cross:2")
     with pytest.raises(RuntimeError, match="injected failure in stage train_cross of cycle 2"):
-        self_distill(cfg)
+        distill(cfg)
     monkeypatch.delenv("TRANS_ENCODER_FAULT")
-    runs = stage_runs(resumed := self_distill(cfg))
+    runs = stage_runs(resumed := distill(cfg))
     before = [
         ("ingest_pairs", 0),
         ("bi_scores", 1),
@@ -124,8 +129,8 @@ def test_failure_in_cycle_two_resumes_from_the_failed_stage(
 
 def test_memory_store_runs_and_caches(make_config: Any) -> None:
     cfg = make_config(store="memory://flow-test", cycles=1)
-    assert not any(s["cached"] for s in self_distill(cfg)["stages"])
-    assert all(s["cached"] for s in self_distill(cfg)["stages"])
+    assert not any(s["cached"] for s in distill(cfg)["stages"])
+    assert all(s["cached"] for s in distill(cfg)["stages"])
 
 
 def test_config_rejects_bad_values_before_any_stage(make_config: Any) -> None:

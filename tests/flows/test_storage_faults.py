@@ -21,10 +21,9 @@ from typing import Any
 
 import pytest
 
-from flows.config import SelfDistillConfig
-from flows.self_distill import self_distill
+from flows.distill import distill
 from tasks.store import COMMIT_FILE, Store, StoreIntegrityError
-from tests.flows.conftest import stage_runs
+from tests.flows.conftest import only_model, stage_runs
 from tests.flows.test_s3_store import tiny_config
 from tests.s3 import MotoS3, moto_s3  # noqa: F401
 
@@ -36,7 +35,7 @@ def _stage(summary: dict[str, Any], name: str, cycle: int = 1) -> dict[str, Any]
 
 
 def _best(summary: dict[str, Any]) -> dict[str, Any]:
-    return {kind: (e["cycle"], e["dev"], e["test"]) for kind, e in summary["best"].items()}
+    return {kind: (e["cycle"], e["dev"], e["test"]) for kind, e in only_model(summary)["best"].items()}
 
 
 def _damage(store: Store, uri: str, how: str) -> None:
@@ -52,7 +51,7 @@ def _damage(store: Store, uri: str, how: str) -> None:
 
 @dataclass
 class OutageRun:
-    config: SelfDistillConfig
+    config: Any
     summary: dict[str, Any]
     commits: list[str]
     victim: str
@@ -84,7 +83,7 @@ def outage_run(
     start = time.perf_counter()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Store, "_commit_remote", dying_commit)
-        summary = self_distill(cfg)
+        summary = distill(cfg)
     for timer in restarts:
         timer.join()
     victim = _stage(summary, "train_bi")["uri"]
@@ -115,7 +114,7 @@ def test_corrupted_parquet_and_weights_on_s3_are_recomputed(outage_run: OutageRu
     store = Store(cfg.store)
     _damage(store, _stage(first, "bi_scores")["uri"] + "/labels.parquet", "truncate")
     _damage(store, _stage(first, "train_cross")["uri"] + "/model.safetensors", "alter")
-    second = self_distill(cfg)
+    second = distill(cfg)
     runs = stage_runs(second)
     assert not runs[("bi_scores", 1)] and not runs[("train_cross", 1)]
     recomputed = {key for key, cached in runs.items() if not cached}
@@ -128,13 +127,13 @@ def test_altered_weights_on_a_local_store_are_recomputed(
     tmp_path: Path, flow_model: Path, data_root: Path
 ) -> None:
     cfg = tiny_config(str(tmp_path / "store"), flow_model, data_root, run_name="local")
-    first = self_distill(cfg)
+    first = distill(cfg)
     store = Store(cfg.store)
     weights = _stage(first, "train_bi")["uri"] + "/model.safetensors"
     size = len(store.read_bytes(weights))
     _damage(store, weights, "alter")
     assert len(store.read_bytes(weights)) == size and store.verify(_stage(first, "train_bi")["uri"]) is None
-    second = self_distill(cfg)
+    second = distill(cfg)
     assert {k for k, cached in stage_runs(second).items() if not cached} == {("train_bi", 1)}
     assert _best(second) == _best(first)
     assert store.verify(_stage(second, "train_bi")["uri"]) is not None

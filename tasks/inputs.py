@@ -1,7 +1,9 @@
-"""Small tasks that fingerprint the run's external inputs (models, benchmark folder)."""
+"""The run's external inputs, each resolved once: models and the benchmark folder, with the content
+digests that key the stages using them."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +12,22 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.artifacts import data_digest, model_input
 from tasks.store import Store
-from trans_encoder_core.benchmarks import available_tasks
+from trans_encoder_core.benchmarks import DATA_ENV_VAR, LabelledPairs, available_tasks, load_stsb
+
+
+def benchmark_root(explicit: str | None) -> str | None:
+    """The benchmark folder a run reads: the configured one, else $TRANS_ENCODER_DATA, else None."""
+    return explicit or os.environ.get(DATA_ENV_VAR) or None
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def resolve_model(store_root: str, ref: str) -> dict[str, str]:
+def fingerprint_model(store_root: str, ref: str) -> dict[str, str]:
     """A model reference with the content digest that keys the stages using it."""
     return model_input(Store(store_root), ref)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def resolve_data(root: str | None, tasks: list[str]) -> dict[str, Any]:
+def benchmark_inputs(root: str | None, tasks: list[str]) -> dict[str, Any]:
     """Benchmark folder facts: its digest for evaluation, and the STS-B dev fingerprint for selection."""
     if root is None or not Path(root).is_dir():
         return {
@@ -35,3 +42,8 @@ def resolve_data(root: str | None, tasks: list[str]) -> dict[str, Any]:
     if availability.get("stsb") is None:
         dev = {"data": data["data"], "digest": data_digest(root, ["stsb"])}
     return {"data": data, "dev": dev, "missing": {t: r for t, r in availability.items() if r and t in tasks}}
+
+
+def dev_set(dev: dict[str, Any] | None) -> LabelledPairs | None:
+    """The selection set a training stage evaluates on (STS-B dev), or None without selection."""
+    return load_stsb(dev["data"], "dev") if dev else None

@@ -1,0 +1,120 @@
+"""What keys each stage: its config part and its input digests, declared once per stage.
+
+A stage's cache key is `stage_key(name, config, inputs)` (tasks/stages.py). This module is the only
+place that says which settings and which inputs determine a stage's output, so the keys can be read
+side by side and pinned by tests (tests/flows/golden/keys.json holds the keys that stores written
+before the flows became one carry; they must keep coming back cached). Options added after a stage's
+first release enter its config only when they are on, so the keys of earlier runs stay valid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trans_encoder_core.config import BiEncoderConfig, ContrastiveConfig, CrossEncoderConfig
+
+Key = tuple[dict[str, Any], dict[str, str]]
+Ref = dict[str, Any]
+
+
+def _dev(dev: Ref | None) -> str:
+    return dev["digest"] if dev else "none"
+
+
+def bi_scores(bi: BiEncoderConfig, model: Ref, pairs: Ref) -> Key:
+    """Step A: the configured pooling and length; the labelling model and the pool."""
+    config = {"pooling": bi.pooling, "max_seq_length": bi.max_seq_length}
+    return config, {"model": model["digest"], "pairs": pairs["digest"]}
+
+
+def cross_scores(cross: CrossEncoderConfig, model: Ref, pairs: Ref) -> Key:
+    """Step C: the pair length and whether both orders are averaged; the model and the pool."""
+    config = {"max_length": cross.max_length, "symmetric": cross.symmetric_labels}
+    return config, {"model": model["digest"], "pairs": pairs["digest"]}
+
+
+def train_cross(cross: CrossEncoderConfig, labels: Ref, start: Ref, dev: Ref | None) -> Key:
+    """Step B: every cross setting that shapes training (not the start's name: its digest is an input)."""
+    config = cross.model_dump(exclude={"score_batch_size", "eval_max_length", "model"})
+    return config, {"labels": labels["digest"], "start": start["digest"], "dev": _dev(dev)}
+
+
+def train_bi(
+    bi: BiEncoderConfig,
+    labels: Ref,
+    start: Ref,
+    dev: Ref | None,
+    *,
+    mix_labels: Ref | None,
+    mix_weight: float,
+    calibrate: bool,
+) -> Key:
+    """Step D: the bi settings with the resolved pooling, the label mix and calibration when on."""
+    config = {**bi.model_dump(exclude={"score_batch_size", "model"}), "mix_weight": mix_weight}
+    if calibrate:
+        config["calibration"] = "quantile"
+    uses_mix = mix_labels is not None and (mix_weight > 0 or calibrate)
+    inputs = {
+        "labels": labels["digest"],
+        "start": start["digest"],
+        "dev": _dev(dev),
+        "mix": mix_labels["digest"] if uses_mix and mix_labels else "none",
+    }
+    return config, inputs
+
+
+def init_bi(
+    method: str,
+    recipe: ContrastiveConfig,
+    max_sentences: int | None,
+    bi: BiEncoderConfig,
+    model: Ref,
+    pairs: Ref,
+    dev: Ref | None,
+) -> Key:
+    """Unsupervised initialisation (§2.1): the seeded recipe, the sentence limit, pooling and length."""
+    config = {
+        "method": method,
+        "recipe": recipe.model_dump(),
+        "max_sentences": max_sentences,
+        "pooling": bi.pooling,
+        "max_seq_length": bi.max_seq_length,
+    }
+    return config, {"model": model["digest"], "pairs": pairs["digest"], "dev": _dev(dev)}
+
+
+def average_labels(kind: str, labels: dict[str, Ref]) -> Key:
+    """The averaging stage of mutual distillation: which labels and from which models."""
+    inputs = {name: result["digest"] for name, result in labels.items()}
+    return {"kind": kind, "models": sorted(labels)}, inputs
+
+
+def evaluate(
+    kind: str,
+    tasks: list[str],
+    models: dict[str, Ref],
+    bis: dict[str, BiEncoderConfig],
+    crosses: dict[str, CrossEncoderConfig],
+    data: Ref | None,
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """An evaluation: of one model (stage `evaluate`) or of the mean of several (an ensemble stage)."""
+    names = sorted(models)
+    lengths = [bis[n].max_seq_length if kind == "bi" else crosses[n].eval_max_length for n in names]
+    poolings = [bis[n].pooling if kind == "bi" else None for n in names]
+    data_digest = data["digest"] if data else "none"
+    if len(names) == 1:
+        config = {"kind": kind, "tasks": sorted(tasks), "length": lengths[0], "pooling": poolings[0]}
+        return "evaluate", config, {"model": models[names[0]]["digest"], "data": data_digest}
+    config = {"kind": kind, "tasks": sorted(tasks), "lengths": lengths, "pooling": poolings}
+    inputs = {f"model:{n}": models[n]["digest"] for n in names} | {"data": data_digest}
+    return f"evaluate_{kind}_ensemble", config, inputs
+
+
+def ingest_file(options: dict[str, Any], file_sha256: str) -> Key:
+    """A user's pair file: how it is read and subsampled, and its bytes."""
+    return {"kind": "file", **options}, {"file": file_sha256}
+
+
+def ingest_benchmark(options: dict[str, Any], data_digest: str) -> Key:
+    """A benchmark pool: which pool and subsample, and the benchmark files it reads."""
+    return {"kind": "benchmark", **options}, {"data": data_digest}
