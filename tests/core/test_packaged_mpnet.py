@@ -213,6 +213,14 @@ def test_missing_or_wrong_parts_name_the_install_command(fake: dict, monkeypatch
         resolve_model("packaged-mpnet")
 
 
+def test_unwritable_cache_names_the_env_var(fake: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = fake["root"].parent / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(packaged.CACHE_ENV_VAR, str(blocker))
+    with pytest.raises(ModelLoadError, match=packaged.CACHE_ENV_VAR):
+        resolve_model("fake-split")
+
+
 def test_digest_names_parts_version_and_zip_hash(fake: dict, tmp_path: Path) -> None:
     from tasks.artifacts import model_input
     from tasks.store import Store
