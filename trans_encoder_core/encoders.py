@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from trans_encoder_core.errors import ModelLoadError
+from trans_encoder_core.packaged import SPLIT_ZIP_MODELS, split_zip_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def resolve_model(name_or_path: str | Path) -> str:
     text = str(name_or_path)
     if text in PACKAGED_MODEL_NAMES:
         return str(packaged_model_path())
+    if text in SPLIT_ZIP_MODELS:  # e.g. "packaged-mpnet": assembled once from its PyPI parts
+        return str(split_zip_model_path(text))
     path = Path(text).expanduser()
     if path.is_dir():
         return str(path)
