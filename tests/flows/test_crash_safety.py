@@ -42,6 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,13 +304,21 @@ def reference(tmp_path_factory: pytest.TempPathFactory, flow_model: Path, tiny_s
     return reference_run(tmp_path_factory.mktemp("reference"), flow_model, tiny_sts)
 
 
+@contextmanager
+def reference_path(reference: Reference) -> Iterator[Path]:
+    """The reference's own store path, empty (so stage keys equal the reference's); moved aside after."""
+    assert not reference.path.exists(), "another test still holds the reference's path"
+    try:
+        yield reference.path
+    finally:
+        if reference.path.exists():
+            reference.path.rename(reference.path.with_name(f"store-{time.monotonic_ns()}"))
+
+
 @pytest.fixture
 def same_path_store(reference: Reference) -> Iterator[Path]:
-    """The reference's own store path, empty (so stage keys equal the reference's); moved aside after."""
-    assert not reference.path.exists()
-    yield reference.path
-    if reference.path.exists():
-        reference.path.rename(reference.path.with_name(f"store-{time.monotonic_ns()}"))
+    with reference_path(reference) as path:
+        yield path
 
 
 # -- the harness ------------------------------------------------------------------------------------
@@ -326,22 +335,19 @@ class Kill:
         return {HOOK_ENV: json.dumps([{"point": self.point, "stage": self.stage, "action": "kill"}])}
 
 
-# In run order; every stage kind is killed inside its commit, every commit step in several kinds.
+# In run order: every stage kind is killed inside its commit, every commit step is hit, and both
+# training stages die inside their fit (the next run resumes from the checkpoint).
 LOCAL_KILLS = [
-    Kill("stage-computing", "ingest_pairs"),
     Kill("commit-partial", "ingest_pairs"),
     Kill("commit-marked", "evaluate"),  # the starting model's evaluation
-    Kill("commit-published", "evaluate"),
     Kill("commit-unmarked", "bi_scores"),
     Kill("fit", "train_cross"),
     Kill("commit-partial", "train_cross"),  # the resumed fit finishes; dies with part of its folder
-    Kill("commit-published", "train_cross"),  # committed, checkpoint not yet deleted
-    Kill("commit-marked", "cross_scores"),
+    Kill("commit-published", "cross_scores"),
     Kill("fit", "train_bi"),
-    Kill("commit-unmarked", "train_bi"),
-    Kill("commit-partial", "evaluate"),  # the bi-encoder's evaluation
-    Kill("commit-published", "evaluate"),
-    Kill("commit-marked", "evaluate"),  # the cross-encoder's evaluation
+    Kill("commit-marked", "train_bi"),
+    Kill("commit-published", "evaluate"),  # the first final evaluation
+    Kill("commit-unmarked", "evaluate"),  # the second
 ]
 
 
