@@ -82,7 +82,7 @@ def subprocess_env(prefect_home: Path, **extra: str) -> dict[str, str]:
 
 
 def tiny_cli_args(
-    store: Path,
+    store: Path | str,
     model: Path,
     data: Path,
     *,
@@ -103,7 +103,9 @@ def tiny_cli_args(
     }
     args = ["self-distill", "--store", str(store), "--pairs", str(EXAMPLE_PAIRS), "--model", str(model)]
     args += ["--data", str(data), "--device", "cpu", "--cycles", "1", "--run-name", run_name]
-    summary = summary or store.parent / f"{store.name}-{run_name}-summary.json"
+    if summary is None:
+        assert isinstance(store, Path), "a remote store needs an explicit summary path"
+        summary = store.parent / f"{store.name}-{run_name}-summary.json"
     args += ["--seed", str(seed), "--summary", str(summary)]
     for key, value in {**sets, **(extra or {})}.items():
         args += ["--set", f"{key}={value}"]
