@@ -48,3 +48,17 @@ def write_tiny_stsb(root: Path, seed: int = 7) -> Path:
         ]
         (folder / f"sts-{split}.csv").write_text("".join(lines), encoding="utf-8")
     return root
+
+
+def spearman_x100(model: Path, data: Path, task: str = "stsb") -> float:
+    """A task's Spearman × 100 for a bi-encoder folder, computed independently of the pipeline's own
+    metrics: cosines from the core's scorer, ranks and correlation from scipy."""
+    from scipy.stats import spearmanr
+
+    from trans_encoder_core.benchmarks import load_task
+    from trans_encoder_core.encoders import BiEncoder
+    from trans_encoder_core.scoring import bi_scores
+
+    pairs = load_task(data, task)
+    scores = bi_scores(BiEncoder.from_pretrained(model).eval(), pairs.sentence1, pairs.sentence2)
+    return float(spearmanr(scores, pairs.scores).statistic * 100)

@@ -31,7 +31,7 @@ def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[..., Any]:
+def make_config(flow_model: Path, tiny_sts: Path, tmp_path: Path) -> Callable[..., Any]:
     """A two-cycle self-distillation config on the example pairs with a tiny model (seconds on CPU)."""
     from flows.config import SelfDistillConfig
     from trans_encoder_core.config import (
@@ -45,7 +45,7 @@ def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[.
         values: dict[str, Any] = {
             "store": str(tmp_path / "store"),
             "pairs": str(EXAMPLE_PAIRS),
-            "data": str(data_root),
+            "data": str(tiny_sts),
             "eval_tasks": ["stsb"],
             "cycles": 2,
             "checkpoint_steps": 2,
