@@ -21,6 +21,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.hooks import hook
 from tasks.store import Store, digest_json
 from trans_encoder_core.runtime import seed_everything
 
@@ -86,6 +87,7 @@ def run_stage(
         if injected_fault(stage, cycle) == "raise":
             raise RuntimeError(f"injected failure in stage {stage} of cycle {cycle} ({FAULT_ENV})")
         log.info("stage %s (cycle %d): computing %s", stage, cycle, uri)
+        hook("stage-computing", stage, key)  # tests: kill here or hold concurrent runs together
         # Every random draw the stage does not seed itself (e.g. a new classification head) follows
         # from its name, cycle and config, so a recomputation (after a crash, in another process or
         # store) writes the same bytes. Not from the key: input digests can embed the store root.

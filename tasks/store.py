@@ -6,6 +6,8 @@ valid marker is never taken as finished:
 - on a local file system the folder is assembled under a temporary name and renamed into place with
   the marker inside (the rename is the commit);
 - on object stores (S3, memory) the files are uploaded first and the marker last.
+Each commit step calls a test hook (`tasks/hooks.py`), inert unless a test sets it, so the crash tests
+can kill a process at an exact step of a commit.
 A committed artifact is never overwritten: a second writer of the same key keeps the first copy.
 
 Remote stores take their options from the environment, never from files in the repository:
@@ -31,6 +33,7 @@ from typing import Any
 
 import fsspec
 
+from tasks.hooks import hook
 from trans_encoder_core.errors import TransEncoderError
 
 logger = logging.getLogger(__name__)
@@ -204,6 +207,7 @@ class Store:
             return winner
         if not self.local:
             self._commit_remote(local_dir, uri, commit)
+        _hook("commit-published", uri)
         return Artifact(uri, digest_json(files), meta)
 
     def _set_aside_invalid(self, uri: str) -> None:
@@ -227,8 +231,15 @@ class Store:
         final = Path(self.path(uri))
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        shutil.copytree(local_dir, tmp)
+        tmp.mkdir()
+        for i, rel in enumerate(commit["files"]):
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(local_dir / rel, tmp / rel)
+            if i == 0:
+                _hook("commit-partial", uri)
+        _hook("commit-unmarked", uri)
         (tmp / COMMIT_FILE).write_text(json.dumps(commit, indent=1, sort_keys=True))
+        _hook("commit-marked", uri)
         try:
             os.rename(tmp, final)  # atomic; fails if another writer committed first
         except OSError:
@@ -241,10 +252,14 @@ class Store:
 
     def _commit_remote(self, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
         base = self.path(uri)
-        for rel in commit["files"]:
+        for i, rel in enumerate(commit["files"]):
             self.fs.put_file(str(local_dir / rel), f"{base}/{rel}")
+            if i == 0:
+                _hook("commit-partial", uri)
+        _hook("commit-unmarked", uri)
         with self.fs.open(f"{base}/{COMMIT_FILE}", "wb") as fh:
             fh.write(json.dumps(commit, indent=1, sort_keys=True).encode())
+        _hook("commit-marked", uri)
 
     def local_copy(self, uri: str, artifact: Artifact | None = None) -> Path:
         """A local folder with the artifact's files: the folder itself on a local store, else a
@@ -328,6 +343,12 @@ class Store:
                 self.fs.rm(path, recursive=True)
         except OSError as exc:
             logger.warning("could not delete %s (%s); leaving it", uri, exc)
+
+
+def _hook(point: str, uri: str) -> None:
+    """Test hook at a commit step (tasks/hooks.py), named by the artifact's stage and key."""
+    stage, key = uri.rstrip("/").rsplit("/", 2)[-2:]
+    hook(point, stage, key)
 
 
 def _file_matches(path: Path, record: dict[str, Any]) -> bool:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tiny_data import MISSING_DATA_REASON, write_tiny_stsb
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data" / "sts"
+SHARED = REPO_ROOT.parent / "shared"
+DEFAULT_DATA_ROOT = SHARED / "data" / "sts"
+_DATA_SKIPS: list[str] = []
+DATA_ENV_HINT = "TRANS_ENCODER_DATA"
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +33,36 @@ def data_root() -> Path:
     else:
         origin = f"{DATA_ENV_VAR}={root}"
     if not root.is_dir():
-        pytest.skip(f"benchmark data not found: {origin}; see data/README.md")
+        pytest.skip(f"{MISSING_DATA_REASON}: {origin}; see data/README.md")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny STS-B-format benchmark folder written by the tests (tests/tiny_data.py): never skips."""
+    return write_tiny_stsb(tmp_path_factory.mktemp("tiny-sts"))
+
+
+def missing_data_skips(reports: list[pytest.TestReport]) -> list[str]:
+    """The ids of skipped tests whose reason is missing benchmark data."""
+    return [r.nodeid for r in reports if r.skipped and MISSING_DATA_REASON in str(r.longrepr)]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _DATA_SKIPS.extend(missing_data_skips([report]))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test skipped for missing data although ../shared exists (a CI whose data
+    is present must run every data-dependent test, not report green with them skipped)."""
+    if _DATA_SKIPS and SHARED.is_dir():
+        listed = ", ".join(sorted(set(_DATA_SKIPS))[:5])
+        print(
+            f"\nerror: {len(set(_DATA_SKIPS))} test(s) skipped for missing benchmark data although "
+            f"{SHARED} exists ({listed}); set {DATA_ENV_HINT} or fetch the data (data/README.md).",
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _spread_weights(folder: Path, std: float = 0.4, seed: int = 0) -> Path:

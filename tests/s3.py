@@ -105,3 +105,104 @@ def download_cache() -> Path:
     import os
 
     return Path(os.environ["TRANS_ENCODER_CACHE"])
+
+
+class CuttingProxy:
+    """A TCP proxy in front of moto that kills the endpoint while one upload is in flight.
+
+    Requests pass through unchanged until one matches `request` (a regex on the raw request line,
+    e.g. the PUT of a model file): after `after` bytes of that request's body have gone through, the
+    proxy closes both sides of the connection and stops the moto server; `downtime` seconds later
+    moto is started again and connections pass through as before. `cut` records the request line and
+    the body bytes that got through before the cut, and the body's announced length.
+    """
+
+    def __init__(self, s3: MotoS3, request: bytes, after: int, downtime: float = 1.0) -> None:
+        import re
+        import threading
+
+        self.s3, self.pattern, self.after, self.downtime = s3, re.compile(request), after, downtime
+        self.cut: dict[str, object] = {}
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.s3.port), timeout=5)
+            except OSError:  # moto is down: the client sees the connection drop
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, upload: bool) -> None:
+        window, armed, body_seen = b"", False, 0  # recent request bytes; body bytes of the victim
+        try:
+            while data := source.recv(65536):
+                if upload and not armed and not self.cut:
+                    window = (window + data)[-(1 << 20) :]
+                    match = self.pattern.search(window)
+                    end = window.find(b"\r\n\r\n", match.start()) if match else -1
+                    if match and end >= 0 and self._arm(window[match.start() : end]):
+                        armed, body_seen = True, len(window) - (end + 4)  # body bytes in this chunk
+                elif armed:
+                    body_seen += len(data)
+                if armed and body_seen >= self.after:
+                    sink.sendall(data[: len(data) - (body_seen - self.after)])
+                    self._kill(source, sink)
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def _arm(self, head: bytes) -> bool:
+        """Claim the cut for this request (only one request is ever cut)."""
+        import re
+
+        with self._lock:
+            if self.cut:
+                return False
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            self.cut = {
+                "request": head.split(b"\r\n", 1)[0].decode(),
+                "length": int(length[1]) if length else None,
+            }
+            return True
+
+    def _kill(self, source: socket.socket, sink: socket.socket) -> None:
+        import threading
+
+        self.cut["sent"] = self.after
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.s3.stop()  # the endpoint dies with the upload in flight ...
+        threading.Timer(self.downtime, self.s3.start).start()  # ... and comes back

@@ -1,10 +1,14 @@
 """Security: nothing unsafe is deserialised, stored artifacts hold only inert files, no secrets in config.
 
 - Our shipped code (flows/, tasks/, trans_encoder_core/, bench/, data/) never calls `pickle.load`,
-  `torch.load` without `weights_only=True` and other pickle-based loaders, never passes
-  `trust_remote_code=True` and never defaults it to True; every Prefect task opts out of result
-  persistence (Prefect would serialise results with cloudpickle). The scan reads the syntax tree, so
-  words in strings and comments do not count. Tests may pickle in memory (error round trips).
+  `torch.load` without `weights_only=True` and other pickle-based loaders, loads every transformers
+  model with `use_safetensors=True`, never passes `trust_remote_code=True` and never defaults it to
+  True; every Prefect task opts out of result persistence (Prefect would serialise results with
+  cloudpickle). The scan reads the syntax tree and resolves each module's imports and aliases
+  (`import pickle as pk`, `from torch import load`), so words in strings and comments do not count;
+  names reached dynamically (`getattr`, `importlib`) are not followed. Tests may pickle in memory.
+- A model folder whose weights are only pickle-based (`pytorch_model.bin`) is refused with a clear
+  error, and nothing is unpickled (checked by running the loaders on such a folder).
 - A stage artifact folder holds only safetensors, JSON, Parquet and tokenizer vocabulary files.
 - `prefect.yaml` holds no credential values (only names of variables and block references).
 """
@@ -25,22 +29,25 @@ SAFE_SUFFIXES = (".safetensors", ".json", ".parquet")
 TOKENIZER_FILES = frozenset(
     {"vocab.txt", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model"}
 )
-PICKLE_LOADERS = {
-    ("pickle", "load"),
-    ("pickle", "loads"),
-    ("pickle", "Unpickler"),
-    ("cPickle", "load"),
-    ("cPickle", "loads"),
-    ("dill", "load"),
-    ("dill", "loads"),
-    ("cloudpickle", "load"),
-    ("cloudpickle", "loads"),
-    ("joblib", "load"),
-    ("marshal", "loads"),
-    ("shelve", "open"),
-    ("pd", "read_pickle"),
-    ("pandas", "read_pickle"),
-}
+# Fully qualified names (after resolving each module's imports and aliases) that unpickle.
+PICKLE_LOADERS = frozenset(
+    f"{module}.{name}"
+    for module, names in {
+        "pickle": ("load", "loads", "Unpickler"),
+        "_pickle": ("load", "loads", "Unpickler"),
+        "cPickle": ("load", "loads", "Unpickler"),
+        "dill": ("load", "loads", "Unpickler"),
+        "cloudpickle": ("load", "loads"),
+        "joblib": ("load",),
+        "marshal": ("load", "loads"),
+        "shelve": ("open",),
+        "pandas": ("read_pickle",),
+        "torch.serialization": ("load",),
+    }.items()
+    for name in names
+)
+# `transformers` classes whose from_pretrained reads no weights (tokenizers, configs, processors).
+WEIGHTLESS = re.compile(r"(Tokenizer(Fast)?|Config|Processor|FeatureExtractor)$")
 
 
 def unsafe_artifact_files(paths: Iterable[str]) -> list[str]:
@@ -67,33 +74,70 @@ def _dotted(node: ast.AST) -> tuple[str, ...]:
     return tuple(reversed(parts))
 
 
+def import_aliases(tree: ast.AST) -> dict[str, str]:
+    """Each name a module binds by import, mapped to what it stands for: `import pickle as pk` binds
+    pk -> pickle, `from torch import load` binds load -> torch.load, `import os.path` binds os -> os."""
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+                else:
+                    head = alias.name.split(".")[0]
+                    aliases[head] = head
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return aliases
+
+
+def qualified_name(func: ast.AST, aliases: dict[str, str]) -> str:
+    """The dotted name a call refers to, its first part resolved through the module's imports."""
+    dotted = _dotted(func)
+    if not dotted:
+        return ""
+    return ".".join([aliases.get(dotted[0], dotted[0]), *dotted[1:]])
+
+
 def _is_true(node: ast.AST | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is True
 
 
+def _call_problems(name: str, keywords: dict[str | None, ast.expr]) -> Iterator[str]:
+    """What is unsafe about one call to the fully qualified `name`, if anything."""
+    if name in PICKLE_LOADERS:
+        yield f"{name}()"
+    if name == "torch.load" and not _is_true(keywords.get("weights_only")):
+        yield "torch.load() without weights_only=True"
+    if name == "numpy.load" and _is_true(keywords.get("allow_pickle")):
+        yield "numpy.load(allow_pickle=True)"
+    if name == "yaml.load" and "Loader" not in keywords:
+        yield "yaml.load() without a safe Loader"
+    if name in ("yaml.unsafe_load", "yaml.full_load"):
+        yield f"{name}()"
+    if _is_true(keywords.get("trust_remote_code")):
+        yield "trust_remote_code=True"
+    parts = name.split(".")
+    if (
+        parts[0] == "transformers"
+        and parts[-1] == "from_pretrained"
+        and not WEIGHTLESS.search(parts[-2])
+        and not _is_true(keywords.get("use_safetensors"))
+    ):
+        yield f"{'.'.join(parts[-2:])}() without use_safetensors=True"
+
+
 def unsafe_calls(tree: ast.AST) -> Iterator[tuple[int, str]]:
     """(line, what) for each unsafe deserialisation or remote-code default in a module's tree."""
+    aliases = import_aliases(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            name = _dotted(node.func)
+            name = qualified_name(node.func, aliases)
             keywords = {k.arg: k.value for k in node.keywords}
-            if name[-2:] in PICKLE_LOADERS:
-                yield node.lineno, f"{'.'.join(name)}()"
-            if name[-2:] == ("torch", "load") and not _is_true(keywords.get("weights_only")):
-                yield node.lineno, "torch.load() without weights_only=True"
-            if (
-                name[-1:] == ("load",)
-                and name[-2:-1] in (("np",), ("numpy",))
-                and _is_true(keywords.get("allow_pickle"))
-            ):
-                yield node.lineno, "numpy.load(allow_pickle=True)"
-            if name[-2:] == ("yaml", "load") and "Loader" not in keywords:
-                yield node.lineno, "yaml.load() without a safe Loader"
-            if name[-2:] == ("yaml", "unsafe_load"):
-                yield node.lineno, "yaml.unsafe_load()"
-            if _is_true(keywords.get("trust_remote_code")):
-                yield node.lineno, "trust_remote_code=True"
-            if name[-1:] in (("task",), ("pipeline_task",)) or name[-2:] == ("prefect", "task"):
+            for what in _call_problems(name, keywords):
+                yield node.lineno, what
+            if name.split(".")[-1] in ("task", "pipeline_task"):
                 if "persist_result" in keywords and not (
                     isinstance(keywords["persist_result"], ast.Constant)
                     and keywords["persist_result"].value is False
@@ -129,14 +173,29 @@ def _task_decorators_without_persist_opt_out(tree: ast.AST) -> Iterator[int]:
 def test_the_scanner_finds_what_it_looks_for() -> None:
     sample = """
 import pickle, torch, numpy as np, yaml
+import pickle as pk
+import pandas as pd
+from pickle import loads
+from torch import load
+from torch import load as tload
 from prefect import task
+from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModelForSequenceClassification as Cross
 pickle.load(open("x", "rb"))
+pk.load(open("x", "rb"))
+loads(data)
+pd.read_pickle("x.pkl")
+load("w.pt")
+tload("w.pt", weights_only=True)
 torch.load("w.pt")
 torch.load("w.pt", weights_only=True)
 np.load("a.npy", allow_pickle=True)
 yaml.load(text)
 AutoModel.from_pretrained("x", trust_remote_code=True)
-def load(ref, trust_remote_code=True): ...
+AutoModel.from_pretrained("x", use_safetensors=True)
+Cross.from_pretrained("x")
+AutoTokenizer.from_pretrained("x")
+def load_it(ref, trust_remote_code=True): ...
 class Cfg:
     trust_remote_code: bool = True
 @task(persist_result=True)
@@ -146,11 +205,17 @@ def other(): ...
 """
     tree = ast.parse(sample)
     found = [what for _, what in unsafe_calls(tree)]
-    assert found.count("torch.load() without weights_only=True") == 1
-    assert {"pickle.load()", "numpy.load(allow_pickle=True)", "yaml.load() without a safe Loader"} <= set(
-        found
+    assert found.count("pickle.load()") == 2, "pickle.load and its alias pk.load"
+    assert found.count("pickle.loads()") == 1, "from pickle import loads"
+    assert "pandas.read_pickle()" in found
+    assert found.count("torch.load() without weights_only=True") == 2, "torch.load and from torch import load"
+    assert {"numpy.load(allow_pickle=True)", "yaml.load() without a safe Loader"} <= set(found)
+    assert {"trust_remote_code=True", "load_it(trust_remote_code=True) default"} <= set(found)
+    assert found.count("AutoModel.from_pretrained() without use_safetensors=True") == 1
+    assert (
+        found.count("AutoModelForSequenceClassification.from_pretrained() without use_safetensors=True") == 1
     )
-    assert {"trust_remote_code=True", "load(trust_remote_code=True) default"} <= set(found)
+    assert not [what for what in found if "Tokenizer" in what]
     assert "trust_remote_code: bool = True field" in found
     assert "a Prefect task that persists its result" in found
     assert len(list(_task_decorators_without_persist_opt_out(tree))) == 2
@@ -244,3 +309,36 @@ def test_stage_artifacts_hold_only_safe_file_types(tmp_path: Path, tiny_bert: Pa
     files = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
     assert any(f.endswith("model.safetensors") for f in files)
     assert unsafe_artifact_files(files) == []
+
+
+@pytest.mark.usefixtures("torch_single_thread")
+def test_a_folder_with_only_pickled_weights_is_refused_without_unpickling(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    import torch
+    from transformers import AutoModel
+
+    from trans_encoder_core.encoders import BiEncoder, CrossEncoder
+    from trans_encoder_core.errors import ModelLoadError
+
+    folder = tmp_path / "bin-only"
+    folder.mkdir()
+    torch.save(AutoModel.from_pretrained(tiny_bert).state_dict(), folder / "pytorch_model.bin")
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((tiny_bert / name).read_bytes())
+    assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
+    unpickled: list[str] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        unpickled.append("unpickled")
+        raise AssertionError("pickle-based weights were loaded")
+
+    monkeypatch.setattr(torch, "load", record)
+    monkeypatch.setattr(pickle, "load", record)
+    monkeypatch.setattr(pickle, "Unpickler", record)
+    for loader in (BiEncoder.from_pretrained, CrossEncoder.from_pretrained):
+        with pytest.raises(ModelLoadError, match=r"expects safetensors weights .* got pytorch_model\.bin"):
+            loader(folder)
+    assert unpickled == []

@@ -68,6 +68,24 @@ def resolve_model(name_or_path: str | Path) -> str:
     return text
 
 
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
+def _load_error(what: str, ref: str, exc: Exception) -> ModelLoadError:
+    """The error for a failed weight load; a folder with only pickle-based weights is named as such
+    (they are never loaded: `use_safetensors=True`, since unpickling can run code)."""
+    folder = Path(ref)
+    if folder.is_dir() and not list(folder.glob("*.safetensors")):
+        found = sorted(p.name for p in folder.iterdir() if p.name in PICKLED_WEIGHTS)
+        return ModelLoadError(
+            f"Model loader expects safetensors weights (model.safetensors) in '{ref}', got "
+            f"{', '.join(found) if found else 'no weight file'}; pickle-based weights are never loaded. "
+            "Convert them once where you trust the file: "
+            "AutoModel.from_pretrained(path).save_pretrained(path, safe_serialization=True)."
+        )
+    return ModelLoadError(f"Could not load {what} from '{ref}': {exc}")
+
+
 def _check_tokenizer_files(folder: str) -> None:
     path = Path(folder)
     if not path.is_dir():
@@ -165,9 +183,9 @@ class BiEncoder(nn.Module):
         ref = resolve_model(name_or_path)
         tokenizer = _load_tokenizer(ref, trust_remote_code)
         try:
-            model = AutoModel.from_pretrained(ref, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(ref, trust_remote_code=trust_remote_code, use_safetensors=True)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"Could not load an encoder from '{ref}': {exc}") from exc
+            raise _load_error("an encoder", ref, exc) from exc
         pooling = resolve_pooling(ref, pooling)
         logger.info("bi-encoder %s: pooling=%s max_seq_length=%d", ref, pooling, max_seq_length)
         return cls(model, tokenizer, pooling=pooling, max_seq_length=max_seq_length)
@@ -246,10 +264,10 @@ class CrossEncoder(nn.Module):
         _check_single_output(ref, trust_remote_code)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                ref, num_labels=1, trust_remote_code=trust_remote_code
+                ref, num_labels=1, trust_remote_code=trust_remote_code, use_safetensors=True
             )
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"Could not load a cross-encoder from '{ref}': {exc}") from exc
+            raise _load_error("a cross-encoder", ref, exc) from exc
         logger.info("cross-encoder %s: max_length=%d", ref, max_length)
         return cls(model, tokenizer, max_length=max_length)
 

@@ -31,7 +31,7 @@ def flow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[..., Any]:
+def make_config(flow_model: Path, tiny_sts: Path, tmp_path: Path) -> Callable[..., Any]:
     """A two-cycle self-distillation config on the example pairs with a tiny model (seconds on CPU).
 
     Overrides are the shared fields of `DistillConfig` and the one PLM's `bi`, `cross`,
@@ -48,7 +48,7 @@ def make_config(flow_model: Path, data_root: Path, tmp_path: Path) -> Callable[.
         values: dict[str, Any] = {
             "store": str(tmp_path / "store"),
             "pairs": str(EXAMPLE_PAIRS),
-            "data": str(data_root),
+            "data": str(tiny_sts),
             "eval_tasks": ["stsb"],
             "cycles": 2,
             "checkpoint_steps": 2,

@@ -238,7 +238,7 @@ def test_a_one_pair_pool_runs_through(run_cli: Run, store: Path, flow_model: Pat
     args = [*base_args(store, flow_model, pairs), "--summary", str(summary_path), "--run-name", "one"]
     code, error = run_cli(args)
     assert code == 0, error
-    labels = json.loads(summary_path.read_text())["cycles"][0]["labels"]
+    labels = only_model(json.loads(summary_path.read_text()))["cycles"][0]["labels"]
     assert labels["bi"]["n"] == 1 and labels["cross"]["n"] == 1
 
 
@@ -389,3 +389,29 @@ def test_pair_file_outside_the_store_is_only_read(
         assert code == 0, error
     assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("store/")} == others
     assert (store / "runs" / "outside" / "summary.json").is_file()
+
+
+# -- a failure after a stage committed ---------------------------------------------------------------
+def test_a_failure_after_a_stage_committed_keeps_that_stage_and_changes_nothing_else(
+    store: Path, flow_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another cross-encoder learning rate recomputes train_cross, which commits; the next stage then
+    fails (an injected error). Every file already stored is byte-identical, the only new files are the
+    new train_cross artifact's, and it verifies, so a rerun resumes from it."""
+    before = snapshot(store)
+    monkeypatch.setenv("TRANS_ENCODER_FAULT", "cross_scores:1")
+    args = base_args(store, flow_model, **{"cross.fit.learning_rate": "1e-4"})
+    with pytest.raises(Exception, match="injected failure in stage cross_scores"):
+        cli.main(args)
+    capsys.readouterr()
+    after = snapshot(store)
+    assert {k: after.get(k) for k in before} == before, "a stored file changed or disappeared"
+    added = sorted(set(after) - set(before))
+    folders = {tuple(path.split("/")[:3]) for path in added}
+    assert len(folders) == 1 and next(iter(folders))[:2] == ("stages", "train_cross"), added
+    uri = Store(str(store)).uri(*next(iter(folders)))
+    assert Store(str(store)).verify(uri) is not None, "the committed stage is kept whole"
+    monkeypatch.delenv("TRANS_ENCODER_FAULT")
+    assert cli.main(args) == 0
+    train_cross = {p.name for p in (store / "stages" / "train_cross").iterdir()}
+    assert train_cross == {key for stage, key in (f.split("/")[1:3] for f in after) if stage == "train_cross"}

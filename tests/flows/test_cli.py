@@ -21,6 +21,7 @@ from flows.cli import main
 from flows.data_fetch import read_manifest
 from tasks.store import Store
 from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT, only_model
+from tests.tiny_data import spearman_x100
 
 
 def cli_args(model: Path, store: Path, data_root: Path, *extra: str) -> list[str]:
@@ -148,7 +149,8 @@ def test_evaluate_and_score_commands(
         == 0
     )
     results = json.loads(out_json.read_text())
-    assert set(results["tasks"]) == {"stsb"} and -100 <= results["tasks"]["stsb"] <= 100
+    assert set(results["tasks"]) == {"stsb"}
+    assert results["tasks"]["stsb"] == pytest.approx(spearman_x100(flow_model, data_root), abs=1e-6)
     assert "stsb" in capsys.readouterr().out
     out = tmp_path / "scores.parquet"
     assert main(["score", str(EXAMPLE_PAIRS), "--model", str(flow_model), "--out", str(out)]) == 0

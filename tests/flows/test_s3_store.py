@@ -7,6 +7,8 @@ appears in no stored object, no summary and no log line (even with botocore and 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from flows.config import single_plm_config
 from flows.distill import distill
 from tasks.store import COMMIT_FILE, Store
 from tests.flows.conftest import EXAMPLE_PAIRS, only_model
+from tests.flows.test_crash_safety import (
+    Kill,
+    Reference,
+    killed_where,
+    reference,  # noqa: F401 - the shared uninterrupted run (a session fixture)
+    run_cli,
+    scores,
+    subprocess_env,
+    tiny_cli_args,
+)
 from tests.s3 import MotoS3, download_cache, moto_s3  # noqa: F401
 from tests.test_security import unsafe_artifact_files
 from trans_encoder_core import encoders
@@ -70,7 +82,7 @@ class S3Runs:
 def s3_runs(
     moto_s3: MotoS3,  # noqa: F811
     flow_model: Path,
-    data_root: Path,
+    tiny_sts: Path,
     torch_single_thread: None,
 ) -> Iterator[S3Runs]:
     capture = Capture()
@@ -81,7 +93,7 @@ def s3_runs(
     for name in DEBUG_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG)
     try:
-        cfg = tiny_config(moto_s3.url("flow"), flow_model, data_root, run_name="s3-run")
+        cfg = tiny_config(moto_s3.url("flow"), flow_model, tiny_sts, run_name="s3-run")
         first = distill(cfg)
         with pytest.MonkeyPatch.context() as mp:
 
@@ -133,3 +145,65 @@ def test_s3_secret_key_never_reaches_objects_summary_or_logs(s3_runs: S3Runs) ->
         assert secret not in repr(summary)
     downloaded = [p for p in download_cache().rglob("*") if p.is_file()]
     assert downloaded and not [p for p in downloaded if secret.encode() in p.read_bytes()]
+
+
+# -- SIGKILL inside S3 commits (files first, marker last: no atomic rename) -------------------------
+S3_KILLS = [
+    Kill("commit-partial", "ingest_pairs"),
+    Kill("commit-partial", "train_cross"),  # part of the model folder uploaded
+    Kill("commit-marked", "train_cross"),  # the marker is up (on S3 that is the commit)
+    Kill("commit-unmarked", "train_bi"),
+]
+
+
+def s3_folders(s3: MotoS3, prefix: str) -> dict[str, dict[str, bytes]]:
+    """Every `stage/name` folder under `{prefix}/stages/` with its objects (name may be hidden)."""
+    folders: dict[str, dict[str, bytes]] = {}
+    for key, data in s3.objects(f"{prefix}/stages/").items():
+        stage, name, rel = key[len(prefix) + len("/stages/") :].split("/", 2)
+        folders.setdefault(f"{stage}/{name}", {})[rel] = data
+    return folders
+
+
+def assert_no_partial_is_taken(s3: MotoS3, prefix: str) -> set[str]:
+    """Every folder with a marker holds every file it lists, matching; every folder without one is
+    refused by `Store.verify`. Returns the visible folders without a marker (partial uploads)."""
+    store = Store(s3.url(prefix))
+    partial = set()
+    for folder, files in s3_folders(s3, prefix).items():
+        if COMMIT_FILE in files:
+            for rel, rec in json.loads(files[COMMIT_FILE])["files"].items():
+                assert rel in files, f"{folder}: the marker vouches for {rel}, which is not uploaded"
+                assert hashlib.sha256(files[rel]).hexdigest() == rec["sha256"], f"{folder}/{rel} differs"
+        elif not folder.split("/")[1].startswith("."):
+            assert store.verify(store.uri("stages", *folder.split("/"))) is None
+            partial.add(folder)
+    return partial
+
+
+def test_sigkill_inside_s3_commits_never_exposes_partial_outputs(
+    moto_s3: MotoS3,  # noqa: F811
+    reference: Reference,  # noqa: F811
+    flow_model: Path,
+    tiny_sts: Path,
+    tmp_path: Path,
+) -> None:
+    prefix = "crash"
+    summary_path = tmp_path / "summary.json"
+    args = tiny_cli_args(moto_s3.url(prefix), flow_model, tiny_sts, summary=summary_path)
+    for i, kill in enumerate(S3_KILLS):
+        run = run_cli(args, subprocess_env(tmp_path / f"home-{i}", **kill.env()))
+        path = killed_where(run, kill)
+        partial = assert_no_partial_is_taken(moto_s3, prefix)
+        if kill.point == "commit-marked":
+            store = Store(moto_s3.url(prefix))
+            assert path not in partial and store.verify(f"{store.root}/stages/{path}") is not None
+        else:
+            assert path in partial, f"the kill at {kill} left no partial upload of {path}"
+    final = run_cli(args, subprocess_env(tmp_path / "home-final"))
+    assert final.returncode == 0, final.output[-4000:]
+    assert assert_no_partial_is_taken(moto_s3, prefix) == set(), "a partial upload is still visible"
+    summary = json.loads(summary_path.read_text())
+    assert scores(summary) == scores(reference.summary)
+    aside = [f for f in s3_folders(moto_s3, prefix) if ".invalid-" in f]
+    assert len(aside) == 3, f"each partial upload is set aside once, never used: {aside}"

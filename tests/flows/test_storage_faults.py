@@ -1,9 +1,10 @@
 """Storage faults: an S3 endpoint that dies during a commit, and cached outputs corrupted at rest.
 
-- The moto server is stopped after the first file of a `train_bi` artifact is uploaded and restarted a
-  second later: the upload fails with a connection error, Prefect retries the task (tasks/stages.py),
-  the retry sets the partial folder aside (it has no commit marker, so it was never taken as finished)
-  and commits a complete copy; the run completes.
+- A proxy in front of the moto server cuts the upload of a `train_bi` model file after its first
+  16 KiB, with the rest of the body still to send, and stops moto for a second: the upload fails with
+  a connection error, Prefect retries the task (tasks/stages.py), the retry sets the partial folder
+  aside (it has no commit marker, so it was never taken as finished) and commits a complete copy; the
+  run completes.
 - A truncated Parquet table and altered model weights, on S3 and on a local store, fail their recorded
   sha256 at the next run: exactly those stages are recomputed (bit for bit, so everything after them
   stays cached) and the scores are unchanged.
@@ -12,7 +13,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from flows.distill import distill
 from tasks.store import COMMIT_FILE, Store, StoreIntegrityError
 from tests.flows.conftest import only_model, stage_runs
 from tests.flows.test_s3_store import tiny_config
-from tests.s3 import MotoS3, moto_s3  # noqa: F401
+from tests.s3 import CuttingProxy, MotoS3, moto_s3  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -53,58 +53,52 @@ def _damage(store: Store, uri: str, how: str) -> None:
 class OutageRun:
     config: Any
     summary: dict[str, Any]
-    commits: list[str]
+    cut: dict[str, Any]
     victim: str
     seconds: float
+
+
+CUT_AFTER = 16 * 1024  # body bytes of the model upload that get through before the endpoint dies
 
 
 @pytest.fixture(scope="module")
 def outage_run(
     moto_s3: MotoS3,  # noqa: F811
     flow_model: Path,
-    data_root: Path,
+    tiny_sts: Path,
     torch_single_thread: None,
 ) -> Iterator[OutageRun]:
-    cfg = tiny_config(moto_s3.url("outage"), flow_model, data_root, run_name="outage")
-    commit_remote = Store._commit_remote
-    commits: list[str] = []
-    restarts: list[threading.Timer] = []
-
-    def dying_commit(self: Store, local_dir: Path, uri: str, commit: dict[str, Any]) -> None:
-        commits.append(uri)
-        if "/stages/train_bi/" in uri and commits.count(uri) == 1:
-            first = next(iter(commit["files"]))
-            self.fs.put_file(str(local_dir / first), f"{self.path(uri)}/{first}")
-            moto_s3.stop()  # the endpoint dies in the middle of the artifact's upload ...
-            restarts.append(threading.Timer(1.0, moto_s3.start))  # ... and comes back a second later
-            restarts[-1].start()
-        commit_remote(self, local_dir, uri, commit)
-
+    proxy = CuttingProxy(moto_s3, rb"PUT /[^ ]*/stages/train_bi/[^ /]+/model\.safetensors ", CUT_AFTER)
     start = time.perf_counter()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Store, "_commit_remote", dying_commit)
-        summary = distill(cfg)
-    for timer in restarts:
-        timer.join()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("TRANS_ENCODER_S3_ENDPOINT", proxy.endpoint)  # every request goes through it
+            cfg = tiny_config(moto_s3.url("outage"), flow_model, tiny_sts, run_name="outage")
+            summary = distill(cfg)
+    finally:
+        proxy.close()
+    while moto_s3.server is None:  # the restart timer may still be pending
+        time.sleep(0.1)
     victim = _stage(summary, "train_bi")["uri"]
-    yield OutageRun(cfg, summary, commits, victim, time.perf_counter() - start)
+    yield OutageRun(cfg, summary, proxy.cut, victim, time.perf_counter() - start)
 
 
-def test_endpoint_outage_during_a_commit_is_retried_and_the_run_completes(
+def test_endpoint_outage_during_an_upload_is_retried_and_the_run_completes(
     outage_run: OutageRun,
     moto_s3: MotoS3,  # noqa: F811
 ) -> None:
-    summary, victim = outage_run.summary, outage_run.victim
-    assert outage_run.commits.count(victim) == 2, "the failed commit is retried once, by Prefect"
+    summary, victim, cut = outage_run.summary, outage_run.victim, outage_run.cut
+    key = victim.rsplit("/", 1)[1]
+    assert f"/stages/train_bi/{key}/model.safetensors" in cut["request"], cut
+    assert cut["sent"] == CUT_AFTER < cut["length"], f"the upload was not in flight when cut: {cut}"
     assert not _stage(summary, "train_bi")["cached"]
     store = Store(outage_run.config.store)
     for stage in summary["stages"]:
         assert store.verify(stage["uri"]) is not None
-    key = victim.rsplit("/", 1)[1]
     objects = moto_s3.objects("outage/stages/train_bi/")
-    aside = {k for k in objects if f"/.{key}.invalid-" in k}
-    assert aside and not [k for k in aside if k.endswith(COMMIT_FILE)], "the partial upload is set aside"
-    assert len(aside) == 1, "only the first file was uploaded before the endpoint died"
+    aside = {k.rsplit("/", 1)[1] for k in objects if f"/.{key}.invalid-" in k}
+    assert aside, "the partial upload (its folder without a marker) is set aside by the retry"
+    assert COMMIT_FILE not in aside and "model.safetensors" not in aside, aside
     assert f"outage/stages/train_bi/{key}/{COMMIT_FILE}" in objects
     assert outage_run.seconds < 120, f"the outage cost {outage_run.seconds:.0f} s: client retries too slow"
 
@@ -124,9 +118,9 @@ def test_corrupted_parquet_and_weights_on_s3_are_recomputed(outage_run: OutageRu
 
 
 def test_altered_weights_on_a_local_store_are_recomputed(
-    tmp_path: Path, flow_model: Path, data_root: Path
+    tmp_path: Path, flow_model: Path, tiny_sts: Path
 ) -> None:
-    cfg = tiny_config(str(tmp_path / "store"), flow_model, data_root, run_name="local")
+    cfg = tiny_config(str(tmp_path / "store"), flow_model, tiny_sts, run_name="local")
     first = distill(cfg)
     store = Store(cfg.store)
     weights = _stage(first, "train_bi")["uri"] + "/model.safetensors"
