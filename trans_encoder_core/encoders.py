@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from trans_encoder_core.errors import ModelLoadError
+from trans_encoder_core.packing import packed_hidden, packed_logits, packing_support
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +119,22 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _packing_on(encoder: nn.Module, *, head: bool) -> bool:
+    """Whether `encoder.packing` is asked for and exact for its model (the reason is logged once)."""
+    if not encoder.packing:
+        return False
+    reason = packing_support(encoder.model, head=head)
+    if reason is not None and not getattr(encoder, "_packing_warned", False):
+        logger.info("packing off for %s: %s; using padded batches", type(encoder.model).__name__, reason)
+        encoder._packing_warned = True
+    return reason is None
+
+
 class BiEncoder(nn.Module):
     """Shared Transformer encoder + pooling; similarity is the cosine of the pooled vectors.
 
-    No normalisation and no projection head (algorithm.md §1.1).
+    No normalisation and no projection head (algorithm.md §1.1). With `packing` the encoder runs on
+    packed rows where that is exact (`trans_encoder_core.packing`), padded batches otherwise.
     """
 
     def __init__(
@@ -130,6 +143,7 @@ class BiEncoder(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         pooling: str = "cls",
         max_seq_length: int = 32,
+        packing: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean"):
@@ -138,7 +152,13 @@ class BiEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_seq_length = max_seq_length
+        self.packing = packing
         self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
+
+    @property
+    def packs(self) -> bool:
+        """True when forward passes run on packed rows (packing asked for and exact here)."""
+        return _packing_on(self, head=False)
 
     @classmethod
     def from_pretrained(
@@ -163,7 +183,10 @@ class BiEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled sentence embeddings, shape (batch, hidden)."""
-        hidden = self.model(**batch).last_hidden_state
+        if self.packs:
+            hidden = packed_hidden(self.model, batch)
+        else:
+            hidden = self.model(**batch).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -216,14 +239,29 @@ def _check_single_output(ref: str, trust_remote_code: bool) -> None:
 
 
 class CrossEncoder(nn.Module):
-    """`AutoModelForSequenceClassification` with one logit; the score is sigmoid(logit)."""
+    """`AutoModelForSequenceClassification` with one logit; the score is sigmoid(logit).
 
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int = 64) -> None:
+    With `packing` the pairs run on packed rows where that is exact, padded batches otherwise.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 64,
+        packing: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.packing = packing
         self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
+
+    @property
+    def packs(self) -> bool:
+        """True when forward passes run on packed rows (packing asked for and exact here)."""
+        return _packing_on(self, head=True)
 
     @classmethod
     def from_pretrained(
@@ -244,6 +282,8 @@ class CrossEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One logit per pair, shape (batch,)."""
+        if self.packs:
+            return packed_logits(self.model, batch).squeeze(-1)
         return self.model(**batch).logits.squeeze(-1)
 
     def save(self, folder: str | Path) -> Path:
