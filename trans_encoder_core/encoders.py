@@ -23,7 +23,7 @@ from transformers import (
 )
 
 from trans_encoder_core.errors import ModelLoadError
-from trans_encoder_core.packing import packed_hidden, packed_logits, packing_support
+from trans_encoder_core.packing import classifier_logits, encoder_hidden, packing_active
 
 logger = logging.getLogger(__name__)
 
@@ -119,17 +119,6 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def _packing_on(encoder: nn.Module, *, head: bool) -> bool:
-    """Whether `encoder.packing` is asked for and exact for its model (the reason is logged once)."""
-    if not encoder.packing:
-        return False
-    reason = packing_support(encoder.model, head=head)
-    if reason is not None and not getattr(encoder, "_packing_warned", False):
-        logger.info("packing off for %s: %s; using padded batches", type(encoder.model).__name__, reason)
-        encoder._packing_warned = True
-    return reason is None
-
-
 class BiEncoder(nn.Module):
     """Shared Transformer encoder + pooling; similarity is the cosine of the pooled vectors.
 
@@ -158,7 +147,7 @@ class BiEncoder(nn.Module):
     @property
     def packs(self) -> bool:
         """True when forward passes run on packed rows (packing asked for and exact here)."""
-        return _packing_on(self, head=False)
+        return packing_active(self, head=False)
 
     @classmethod
     def from_pretrained(
@@ -183,10 +172,7 @@ class BiEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled sentence embeddings, shape (batch, hidden)."""
-        if self.packs:
-            hidden = packed_hidden(self.model, batch)
-        else:
-            hidden = self.model(**batch).last_hidden_state
+        hidden = encoder_hidden(self.model, batch, pack=self.packs)
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -261,7 +247,7 @@ class CrossEncoder(nn.Module):
     @property
     def packs(self) -> bool:
         """True when forward passes run on packed rows (packing asked for and exact here)."""
-        return _packing_on(self, head=True)
+        return packing_active(self, head=True)
 
     @classmethod
     def from_pretrained(
@@ -282,9 +268,7 @@ class CrossEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One logit per pair, shape (batch,)."""
-        if self.packs:
-            return packed_logits(self.model, batch).squeeze(-1)
-        return self.model(**batch).logits.squeeze(-1)
+        return classifier_logits(self.model, batch, pack=self.packs).squeeze(-1)
 
     def save(self, folder: str | Path) -> Path:
         """Write a Hugging Face folder that sentence-transformers' CrossEncoder loads as is."""

@@ -17,18 +17,25 @@ statistically, not bitwise, the same as a padded one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-# Row length: linear layers cost the same per real token whatever the row length, but attention is
-# computed over whole rows (R·C² scores, most of them masked between sequences), so short rows waste
-# less; rows must still hold the longest sequence and be long enough to leave little unused tail.
-# 128 positions hold 4 full-length bi sentences (32 tokens) or 2 full cross pairs (64 tokens) and
-# about 8 average ones; bench/packing_speed.py compares 64, 128 and 256.
-ROW_TOKENS = 128
+logger = logging.getLogger(__name__)
+
+# Row length C: linear layers cost the same per real token whatever C, but attention is computed
+# over whole rows (R·C² scores, most of them masked between sequences), so short rows waste less;
+# rows must still hold the longest sequence and leave little unused tail. On the STS pool with the
+# official lengths (bench/results/token-fraction-*.json), C = 64 fills rows to 97 % (bi, 32 tokens)
+# and 92 % (cross, 64 tokens) and computes 0.93× and 0.51× the padded batches' attention scores;
+# C = 128 fills them as well but computes 1.9× and 1.0×.
+ROW_TOKENS = 64
+# Pack only when the rows hold at most this fraction of the padded positions: length-sorted
+# (scoring) batches are already ~99 % real tokens and would gain nothing.
+MAX_PACKED_FRACTION = 0.9
 
 _POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "camembert")
 _SUPPORTED_TYPES = ("bert", *_POSITION_OFFSET_TYPES)
@@ -117,18 +124,29 @@ def _position_base(model: nn.Module) -> int:
     return 0
 
 
-def pack_batch(batch: dict[str, torch.Tensor], model: nn.Module, row_tokens: int = ROW_TOKENS) -> PackedBatch:
-    """Pack a padded batch (`input_ids`, `attention_mask`, optional `token_type_ids`) for `model`."""
+def pack_batch(
+    batch: dict[str, torch.Tensor],
+    model: nn.Module,
+    row_tokens: int | None = None,
+    max_fraction: float | None = None,
+) -> PackedBatch | None:
+    """Pack a padded batch (`input_ids`, `attention_mask`, optional `token_type_ids`) for `model`.
+
+    None when the packed rows would hold more than `max_fraction` of the padded positions
+    (defaults: the module's `ROW_TOKENS` and `MAX_PACKED_FRACTION`, read at call time).
+    """
     mask = batch["attention_mask"]
+    lengths = mask.sum(1).cpu().numpy()
+    row, offset, capacity = plan_rows(lengths, row_tokens or ROW_TOKENS)
+    rows = int(row.max()) + 1
+    limit = MAX_PACKED_FRACTION if max_fraction is None else max_fraction
+    if rows * capacity > limit * mask.numel():
+        return None
     real = mask.bool()
     device = mask.device
-    lengths = mask.sum(1).cpu().numpy()
-    row, offset, capacity = plan_rows(lengths, row_tokens)
-    rows = int(row.max()) + 1
     within = (mask.cumsum(1) - 1)[real]  # position of each real token within its sequence
     seq = torch.arange(mask.shape[0], device=device).unsqueeze(1).expand_as(mask)[real]
-    start = torch.from_numpy(row * capacity + offset).to(device)
-    dest = start[seq] + within
+    dest = torch.from_numpy(row * capacity + offset).to(device)[seq] + within
     size = rows * capacity
 
     def scatter(values: torch.Tensor, fill: int) -> torch.Tensor:
@@ -136,10 +154,10 @@ def pack_batch(batch: dict[str, torch.Tensor], model: nn.Module, row_tokens: int
         out[dest] = values
         return out.view(rows, capacity)
 
-    pad_id = int(model.config.pad_token_id or 0)
+    base = _position_base(model)
     inputs = {
-        "input_ids": scatter(batch["input_ids"][real], pad_id),
-        "position_ids": scatter(within + _position_base(model), _position_base(model)),
+        "input_ids": scatter(batch["input_ids"][real], int(model.config.pad_token_id or 0)),
+        "position_ids": scatter(within + base, base),
     }
     if "token_type_ids" in batch:
         inputs["token_type_ids"] = scatter(batch["token_type_ids"][real], 0)
@@ -148,33 +166,54 @@ def pack_batch(batch: dict[str, torch.Tensor], model: nn.Module, row_tokens: int
     segment[dest] = seq
     segment = segment.view(rows, capacity)
     same = (segment.unsqueeze(2) == segment.unsqueeze(1)).unsqueeze(1)  # (R, 1, C, C)
-    attn = getattr(model.config, "_attn_implementation", None) or "eager"
-    if attn == "sdpa":
+    if (getattr(model.config, "_attn_implementation", None) or "eager") == "sdpa":
         inputs["attention_mask"] = same
-    else:
+    else:  # eager attention adds the mask to the scores
         dtype = next(model.parameters()).dtype
         zero = torch.zeros((), dtype=dtype, device=device)
         inputs["attention_mask"] = torch.where(same, zero, torch.finfo(dtype).min)
     return PackedBatch(inputs, dest, real, rows, capacity)
 
 
-def packed_hidden(model: nn.Module, batch: dict[str, torch.Tensor], row_tokens: int = ROW_TOKENS) -> torch.Tensor:
-    """`model(**batch).last_hidden_state` computed on packed rows, in the padded layout."""
-    packed = pack_batch(batch, model, row_tokens)
+def encoder_hidden(
+    model: nn.Module, batch: dict[str, torch.Tensor], *, pack: bool, **kwargs: float
+) -> torch.Tensor:
+    """`model(**batch).last_hidden_state` (padded layout), computed on packed rows when `pack`.
+
+    `kwargs` go to `pack_batch` (`row_tokens`, `max_fraction`); a batch that packing would not
+    shrink runs padded.
+    """
+    packed = pack_batch(batch, model, **kwargs) if pack else None
+    if packed is None:
+        return model(**batch).last_hidden_state
     return packed.unpack(model(**packed.inputs).last_hidden_state)
 
 
-def packed_logits(model: nn.Module, batch: dict[str, torch.Tensor], row_tokens: int = ROW_TOKENS) -> torch.Tensor:
-    """A sequence classifier's logits (B, labels), its encoder run on packed rows.
+def classifier_logits(
+    model: nn.Module, batch: dict[str, torch.Tensor], *, pack: bool, **kwargs: float
+) -> torch.Tensor:
+    """A sequence classifier's logits (B, labels), its encoder run on packed rows when `pack`.
 
     The head sees the padded-layout hidden states, first token first, as in the model's own forward.
     """
-    kind = _CROSS_HEADS[type(model).__name__]
+    if not pack:
+        return model(**batch).logits
     base = model.base_model
-    sequence = packed_hidden(base, batch, row_tokens)[:, :1]
-    if kind == "bert":
+    sequence = encoder_hidden(base, batch, pack=True, **kwargs)[:, :1]
+    if _CROSS_HEADS[type(model).__name__] == "bert":
         return model.classifier(model.dropout(base.pooler(sequence)))
     return model.classifier(sequence)
+
+
+def packing_active(encoder: nn.Module, *, head: bool) -> bool:
+    """Whether `encoder.packing` is asked for and exact for `encoder.model` (the reason logged once)."""
+    if not getattr(encoder, "packing", False):
+        return False
+    reason = packing_support(encoder.model, head=head)
+    if reason is not None and not getattr(encoder, "_packing_warned", False):
+        logger.info("packing off for %s: %s; using padded batches", type(encoder.model).__name__, reason)
+        encoder._packing_warned = True
+    return reason is None
 
 
 def real_token_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
