@@ -12,32 +12,18 @@ from trans_encoder_core.training import EvalPoint, TrainState
 
 
 def pack_train_state(state: TrainState) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors (model, best model, optimiser moments) and a string metadata dict for safetensors.
-
-    The tensors are the state's own (no copy; safetensors serialises them at once), except that a
-    storage met twice (tied weights) is cloned, as safetensors refuses shared tensors.
-    """
+    """Tensors (model, best model, optimiser moments) and a string metadata dict for safetensors."""
     tensors: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-
-    def own(value: torch.Tensor) -> torch.Tensor:
-        value = value.detach().cpu().contiguous()
-        ptr = value.untyped_storage().data_ptr()
-        if ptr in seen:
-            return value.clone()
-        seen.add(ptr)
-        return value
-
     for name, value in state.model.items():
-        tensors[f"model.{name}"] = own(value)
+        tensors[f"model.{name}"] = value.detach().cpu().clone().contiguous()
     for name, value in (state.best_model or {}).items():
-        tensors[f"best.{name}"] = own(value)
+        tensors[f"best.{name}"] = value.detach().cpu().clone().contiguous()
     opt_state: dict[str, dict[str, Any]] = {}
     for pid, slots in state.optimizer.get("state", {}).items():
         opt_state[str(pid)] = {}
         for slot, value in slots.items():
             if torch.is_tensor(value):
-                tensors[f"opt.{pid}.{slot}"] = own(value)
+                tensors[f"opt.{pid}.{slot}"] = value.detach().cpu().clone().contiguous()
             else:
                 opt_state[str(pid)][slot] = value
     meta = {
