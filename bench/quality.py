@@ -122,6 +122,9 @@ def run_command(args: argparse.Namespace, seed: int, summary_path: Path) -> list
     common = ["--preset", args.preset, "--store", args.store, "--summary", str(summary_path)]
     if args.data:
         common += ["--data", args.data]
+    if args.preset.endswith("-mutual") and not args.model:  # the preset's own PLMs (e.g. MiniLM + MPNet)
+        run_name = f"quality-{args.preset}-{seed}"
+        return cli + ["distill", *common, "--run-name", run_name, "--seed", str(seed)] + args.extra
     if args.mutual or len(models) > 1:
         cmd = cli + ["mutual-distill", *common, "--run-name", f"quality-mutual-{seed}"]
         cmd += [x for m in models for x in ("--model", m)]
@@ -150,7 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    parser.add_argument(
+        "--preset", default="quick", choices=["quick", "paper", "quick-mutual", "paper-mutual"]
+    )
     parser.add_argument(
         "--model", action="append", help="starting bi-encoder (repeat for mutual); default packaged"
     )

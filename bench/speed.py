@@ -318,6 +318,7 @@ def _bi_score(spec: dict[str, Any], table: dict[str, Any]) -> tuple[Callable[[],
         from trans_encoder_core.scoring import bi_scores
 
         bi = BiEncoder.from_pretrained(spec["folders"]["bi"], max_seq_length=LENGTH["bi"]).to(spec["device"])
+        bi.packing = spec.get("packing", False)
 
         def ours(x: list[str], y: list[str]) -> Any:
             return bi_scores(bi, x, y, batch_size=bs, precision=spec["precision"])
@@ -346,6 +347,7 @@ def _cross_score(spec: dict[str, Any], table: dict[str, Any]) -> tuple[Callable[
 
         cross = CrossEncoder.from_pretrained(spec["folders"]["cross"], max_length=LENGTH["cross"])
         cross.to(spec["device"])
+        cross.packing = spec.get("packing", False)
 
         def ours(x: list[str], y: list[str]) -> Any:
             return cross_scores(cross, x, y, batch_size=bs, precision=spec["precision"])
@@ -424,6 +426,7 @@ def _train(spec: dict[str, Any], table: dict[str, Any]) -> tuple[Callable[[], An
             cfg = BiEncoderConfig(max_seq_length=LENGTH["bi"], fit=bi_fit_defaults(**fit))
             train = train_bi_encoder
         model.to(spec["device"])
+        model.packing = spec.get("packing", False)
         if spec["nodrop"]:
             _no_dropout(model)
         assert cfg.fit.learning_rate == LR[kind] and cfg.fit.batch_size == bs
@@ -896,6 +899,7 @@ def run_suite(
     work: Path,
     label: str | None = None,
     repeat: int = 1,
+    packing: bool = False,
 ) -> dict[str, Any]:
     """Prepare folders and tables in `work`, run every measurement for both sides, compare."""
     import torch
@@ -917,6 +921,7 @@ def run_suite(
         "folders": folders,
         "device": device,
         "precision": precision,
+        "packing": packing,
         "threads": threads,
         "seed": seed,
         "warmup_rows": sizes["warmup_rows"],
@@ -960,6 +965,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small smoke sizes (minutes on 2 busy cores)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/speed-<device>.json)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--packing", action="store_true", help="ours on packed rows (trans_encoder_core.packing)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
         "--only", nargs="*", choices=MEASUREMENTS, default=list(MEASUREMENTS), help="none: pipeline only"
@@ -1016,6 +1022,7 @@ def main(argv: list[str] | None = None) -> None:
                 model=args.model,
                 device=args.device,
                 precision=args.precision,
+                packing=args.packing,
                 threads=args.threads,
                 sizes=sizes,
                 only=args.only,
@@ -1038,6 +1045,7 @@ def main(argv: list[str] | None = None) -> None:
             "model": args.model,
             "device": args.device,
             "precision": args.precision,
+            "packing": args.packing,
             "threads": args.threads,
             "quick": args.quick,
             "sizes": sizes,

@@ -176,6 +176,7 @@ def cmd_self_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_mutual_distill(args: argparse.Namespace) -> int:
+    args.run_name = args.run_name or "mutual"  # the command's report folder, as before the merge
     return run_and_print(build_config(args, min_plms=2), args.summary)
 
 

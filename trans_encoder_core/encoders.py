@@ -24,6 +24,7 @@ from transformers import (
 
 from trans_encoder_core.errors import ModelLoadError
 from trans_encoder_core.packaged import SPLIT_ZIP_MODELS, split_zip_model_path
+from trans_encoder_core.packing import classifier_logits, encoder_hidden, packing_active
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,8 @@ def _write_json(path: Path, data: Any) -> None:
 class BiEncoder(nn.Module):
     """Shared Transformer encoder + pooling; similarity is the cosine of the pooled vectors.
 
-    No normalisation and no projection head (algorithm.md §1.1).
+    No normalisation and no projection head (algorithm.md §1.1). With `packing` the encoder runs on
+    packed rows where that is exact (`trans_encoder_core.packing`), padded batches otherwise.
     """
 
     def __init__(
@@ -160,6 +162,7 @@ class BiEncoder(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         pooling: str = "cls",
         max_seq_length: int = 32,
+        packing: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in ("cls", "mean"):
@@ -168,7 +171,13 @@ class BiEncoder(nn.Module):
         self.tokenizer = tokenizer
         self.pooling = pooling
         self.max_seq_length = max_seq_length
+        self.packing = packing
         self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
+
+    @property
+    def packs(self) -> bool:
+        """True when forward passes run on packed rows (packing asked for and exact here)."""
+        return packing_active(self, head=False)
 
     @classmethod
     def from_pretrained(
@@ -192,7 +201,7 @@ class BiEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Pooled sentence embeddings, shape (batch, hidden)."""
-        hidden = self.model(**batch).last_hidden_state
+        hidden = encoder_hidden(self.model, batch, pack=self.packs)
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -245,14 +254,29 @@ def _check_single_output(ref: str, trust_remote_code: bool) -> None:
 
 
 class CrossEncoder(nn.Module):
-    """`AutoModelForSequenceClassification` with one logit; the score is sigmoid(logit)."""
+    """`AutoModelForSequenceClassification` with one logit; the score is sigmoid(logit).
 
-    def __init__(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, max_length: int = 64) -> None:
+    With `packing` the pairs run on packed rows where that is exact, padded batches otherwise.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 64,
+        packing: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.packing = packing
         self.train(model.training)  # mirror the wrapped model (eval after from_pretrained)
+
+    @property
+    def packs(self) -> bool:
+        """True when forward passes run on packed rows (packing asked for and exact here)."""
+        return packing_active(self, head=True)
 
     @classmethod
     def from_pretrained(
@@ -273,7 +297,7 @@ class CrossEncoder(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One logit per pair, shape (batch,)."""
-        return self.model(**batch).logits.squeeze(-1)
+        return classifier_logits(self.model, batch, pack=self.packs).squeeze(-1)
 
     def save(self, folder: str | Path) -> Path:
         """Write a Hugging Face folder that sentence-transformers' CrossEncoder loads as is."""

@@ -14,14 +14,18 @@ from trans_encoder_core.scoring import bi_scores, cross_scores
 Scorer = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
 
-def bi_scorer(bi: BiEncoder, *, batch_size: int = 128) -> Scorer:
-    """Cosine scorer of a bi-encoder."""
-    return lambda a, b: bi_scores(bi, a, b, batch_size=batch_size)
+def bi_scorer(bi: BiEncoder, *, batch_size: int = 128, precision: str = "fp32") -> Scorer:
+    """Cosine scorer of the bi-encoder in memory (as it is at each call: no reload)."""
+    return lambda a, b: bi_scores(bi, a, b, batch_size=batch_size, precision=precision)
 
 
-def cross_scorer(cross: CrossEncoder, *, batch_size: int = 64, max_length: int | None = None) -> Scorer:
+def cross_scorer(
+    cross: CrossEncoder, *, batch_size: int = 64, max_length: int | None = None, precision: str = "fp32"
+) -> Scorer:
     """Sigmoid scorer of a cross-encoder at a given pair length (None: its training length)."""
-    return lambda a, b: cross_scores(cross, a, b, batch_size=batch_size, max_length=max_length)
+    return lambda a, b: cross_scores(
+        cross, a, b, batch_size=batch_size, max_length=max_length, precision=precision
+    )
 
 
 def ensemble_scorer(scorers: Sequence[Scorer]) -> Scorer:

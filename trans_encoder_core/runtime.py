@@ -22,15 +22,48 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "auto" is bf16 autocast on a GPU that supports it, fp32 elsewhere (the CPU included)."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it.
+
+    Without it bf16 is emulated and slower than fp32, so "auto" keeps fp32 there.
+    """
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # pragma: no cover - a torch build without oneDNN
+        return False
+
+
+def legacy_precision(precision: str, device: torch.device) -> str:
+    """The resolution before native CPU bf16 was used: "auto" = bf16 on a bf16 GPU, fp32 elsewhere."""
     if precision != "auto":
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("Precision 'fp16' expects a CUDA device; use 'bf16' or 'fp32' on the CPU.")
         return precision
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return "bf16"
     return "fp32"
+
+
+def resolve_precision(precision: str, device: torch.device, *, native_cpu_bf16: bool | None = None) -> str:
+    """ "auto" is bf16 autocast on a bf16 GPU or a CPU with native bf16, fp32 elsewhere.
+
+    Args:
+        precision: "auto", "fp32", "bf16" or "fp16" (CUDA only); anything but "auto" is returned.
+        device: where the model computes.
+        native_cpu_bf16: override the CPU check (None: `cpu_has_native_bf16()`).
+    """
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("Precision 'fp16' expects a CUDA device; use 'bf16' or 'fp32' on the CPU.")
+    if precision == "auto" and device.type == "cpu":
+        native = cpu_has_native_bf16() if native_cpu_bf16 is None else native_cpu_bf16
+        return "bf16" if native else "fp32"
+    return legacy_precision(precision, device)
+
+
+def precision_key(precision: str, device: torch.device) -> str | None:
+    """What a stage key must add for `precision` on `device`: None when "auto" resolves as it did
+    before native CPU bf16 (so earlier keys stay valid), else the resolved precision."""
+    resolved = resolve_precision(precision, device)
+    return None if resolved == legacy_precision(precision, device) else resolved
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[object]:

@@ -13,7 +13,7 @@ import torch
 
 from trans_encoder_core.batching import length_sorted_batches, tokenize_pairs, tokenize_texts, unique_index
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
-from trans_encoder_core.runtime import autocast, eval_mode
+from trans_encoder_core.runtime import autocast, eval_mode, resolve_precision
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
@@ -30,11 +30,11 @@ def _check_aligned(first: Sequence[str], second: Sequence[str]) -> None:
 def encode(
     bi: BiEncoder, sentences: Sequence[str], *, batch_size: int = 128, precision: str = "fp32"
 ) -> np.ndarray:
-    """Pooled embeddings (n, hidden) as float32, in input order."""
+    """Pooled embeddings (n, hidden) as float32, in input order (`precision` may be "auto")."""
     device = _device_of(bi)
     tokens = tokenize_texts(bi.tokenizer, sentences, bi.max_seq_length)
     out = np.empty((len(tokens), int(bi.model.config.hidden_size)), dtype=np.float32)
-    with eval_mode(bi), torch.inference_mode(), autocast(precision, device):
+    with eval_mode(bi), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
         for idx in length_sorted_batches(tokens.lengths(), batch_size):
             out[idx] = bi(tokens.collate(idx, device)).float().cpu().numpy()
     return out
@@ -92,7 +92,7 @@ def cross_logits(
     limit = position_limit(cross.model)
     tokens = tokenize_pairs(cross.tokenizer, first, second, min(length, limit) if limit else length)
     out = np.empty(len(tokens), dtype=np.float32)
-    with eval_mode(cross), torch.inference_mode(), autocast(precision, device):
+    with eval_mode(cross), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
         for idx in length_sorted_batches(tokens.lengths(), batch_size):
             out[idx] = cross(tokens.collate(idx, device)).float().cpu().numpy()
     return out

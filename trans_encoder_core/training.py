@@ -9,6 +9,7 @@ shuffles are seeded per epoch and dropout per step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -71,6 +72,31 @@ def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+def copy_state_into(
+    target: dict[str, torch.Tensor] | None, module: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    """`cpu_state(module)`, written into `target`'s tensors when it has the same layout.
+
+    Keeping the best weights this way never holds two copies at once (a fresh copy would exist
+    next to the previous best until that is freed).
+    """
+    live = module.state_dict()
+    if target is None or target.keys() != live.keys():
+        return cpu_state(module)
+    for name, value in live.items():
+        if target[name].shape != value.shape or target[name].dtype != value.dtype:
+            return cpu_state(module)
+    for name, value in live.items():
+        target[name].copy_(value.detach())
+    return target
+
+
+def _checkpoint_weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights for a checkpoint: on the CPU the live tensors themselves (no copy; the
+    checkpoint callback serialises them before training continues), else a CPU copy."""
+    return {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
+
+
 def make_optimizer(module: torch.nn.Module, cfg: FitConfig) -> torch.optim.AdamW:
     decay, no_decay = [], []
     for name, param in module.named_parameters():
@@ -111,11 +137,15 @@ def fit(
     checkpoint_steps: int = 0,
     resume: TrainState | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
+    eval_autocast: bool = False,
 ) -> TrainResult:
     """Train `module` on `n_examples` examples; `step_loss(indices)` returns the batch loss.
 
     `checkpoint` is called at each epoch end and every `checkpoint_steps` steps (0: epoch ends only)
-    with a `TrainState` that `resume` accepts to continue the same fit.
+    with a `TrainState` that `resume` accepts to continue the same fit; it must serialise the state
+    before returning (on the CPU its `model` tensors are the live weights, released afterwards).
+    `eval_autocast` runs `evaluate` under the training precision's autocast (e.g. bf16 inference
+    when training uses bf16); off, evaluation computes as the scorer itself does (fp32 by default).
     """
     if n_examples < 1:
         raise ValueError("Training expects at least one example, got 0; check the pair table.")
@@ -131,26 +161,29 @@ def fit(
     state = resume or TrainState(0, {}, {}, {}, None, -math.inf, -1)
     if resume is not None:
         module.load_state_dict(resume.model)
-        optimizer.load_state_dict(resume.optimizer)
+        optimizer.load_state_dict(resume.optimizer)  # copies the moments
         scheduler.load_state_dict(resume.scheduler)
+        state.model, state.optimizer = {}, {}  # loaded: the copies are no longer needed
     start = time.perf_counter()
 
     def run_eval(epoch: int, step: int) -> None:
         if evaluate is None:
             return
-        with eval_mode(module), torch.inference_mode():
+        cast = autocast(precision, device) if eval_autocast else contextlib.nullcontext()
+        with eval_mode(module), torch.inference_mode(), cast:
             score = float(evaluate())
         state.history.append(EvalPoint(epoch, step, state.global_step, score))
         if score > state.best_score:
             state.best_score, state.best_step = score, state.global_step
-            state.best_model = cpu_state(module)
+            state.best_model = copy_state_into(state.best_model, module)
         logger.info("eval epoch %d step %d: dev %.2f (best %.2f)", epoch, step, score, state.best_score)
 
     def save_checkpoint() -> None:
         if checkpoint is not None:
-            state.model, state.optimizer = cpu_state(module), optimizer.state_dict()
+            state.model, state.optimizer = _checkpoint_weights(module), optimizer.state_dict()
             state.scheduler = scheduler.state_dict()
             checkpoint(state)
+            state.model, state.optimizer = {}, {}  # serialised: do not hold a second copy
 
     module.train()
     for epoch in range(state.global_step // steps_per_epoch, cfg.epochs):

@@ -12,7 +12,16 @@ import torch
 from tests.tiny import CORPUS
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig, FitConfig
 from trans_encoder_core.encoders import BiEncoder
-from trans_encoder_core.runtime import autocast, eval_mode, resolve_device, resolve_precision, step_seed
+from trans_encoder_core.runtime import (
+    autocast,
+    cpu_has_native_bf16,
+    eval_mode,
+    legacy_precision,
+    precision_key,
+    resolve_device,
+    resolve_precision,
+    step_seed,
+)
 from trans_encoder_core.scoring import bi_scores
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -20,10 +29,29 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 def test_resolve_precision_on_cpu() -> None:
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "fp32"
-    assert resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu, native_cpu_bf16=False) == "fp32"
+    assert resolve_precision("auto", cpu, native_cpu_bf16=True) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    for explicit in ("fp32", "bf16"):
+        assert resolve_precision(explicit, cpu, native_cpu_bf16=True) == explicit
+        assert resolve_precision(explicit, cpu, native_cpu_bf16=False) == explicit
     with pytest.raises(ValueError, match="'fp16' expects a CUDA device"):
         resolve_precision("fp16", cpu)
+
+
+def test_native_bf16_follows_the_cpu_flags() -> None:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if "avx512_bf16" in flags or "amx_bf16" in flags:
+        assert cpu_has_native_bf16()
+    elif flags and "avx512" not in flags:
+        assert not cpu_has_native_bf16()
+
+
+def test_precision_key_only_where_auto_changed_meaning() -> None:
+    cpu = torch.device("cpu")
+    assert legacy_precision("auto", cpu) == "fp32"
+    assert precision_key("fp32", cpu) is None and precision_key("bf16", cpu) is None
+    assert precision_key("auto", cpu) == (None if resolve_precision("auto", cpu) == "fp32" else "bf16")
 
 
 def test_resolve_device() -> None:

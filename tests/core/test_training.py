@@ -32,6 +32,7 @@ from trans_encoder_core.encoders import BiEncoder, CrossEncoder
 from trans_encoder_core.evaluation import bi_scorer, cross_scorer, dev_evaluator
 from trans_encoder_core.training import (
     TrainState,
+    copy_state_into,
     cpu_state,
     epoch_order,
     fit,
@@ -188,6 +189,39 @@ def test_best_dev_weights_are_returned() -> None:
     for name, value in snapshots[2].items():
         assert torch.equal(final[name], value)
     assert not torch.equal(final["weight"], snapshots[-1]["weight"])  # not the last weights
+
+
+def test_best_weights_are_copied_into_one_buffer() -> None:
+    module, _ = _toy_problem(4)
+    best = copy_state_into(None, module)
+    storage = best["weight"].data_ptr()
+    with torch.no_grad():
+        module.weight.add_(1.0)
+    again = copy_state_into(best, module)
+    assert again is best and again["weight"].data_ptr() == storage
+    assert torch.equal(again["weight"], module.weight.detach())
+    assert again["weight"].data_ptr() != module.weight.data_ptr()  # a copy, not the live weights
+
+
+def test_checkpoint_copies_are_released_after_the_callback() -> None:
+    module, loss = _toy_problem(8)
+    seen: list[TrainState] = []
+    fit(module, 8, loss, _cfg(), checkpoint=lambda s: seen.append(_through_bytes(s)) or seen.append(s))
+    assert seen[0].model and seen[0].optimizer["state"]  # serialised while they were there
+    assert seen[-1].model == {} and seen[-1].optimizer == {}  # the live state holds no copy afterwards
+
+
+@pytest.mark.parametrize("eval_autocast", [False, True])
+def test_eval_autocast_evaluates_in_the_training_precision(eval_autocast: bool) -> None:
+    module, loss = _toy_problem(4)
+    dtypes: list[torch.dtype] = []
+
+    def evaluate() -> float:
+        dtypes.append((torch.ones(2, 2) @ torch.ones(2, 2)).dtype)
+        return 0.0
+
+    fit(module, 4, loss, _cfg(precision="bf16", epochs=1), evaluate=evaluate, eval_autocast=eval_autocast)
+    assert dtypes == [torch.bfloat16 if eval_autocast else torch.float32]
 
 
 def test_without_evaluate_the_last_weights_are_kept() -> None:

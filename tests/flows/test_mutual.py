@@ -133,7 +133,7 @@ def test_serial_run_reports_each_model_the_ensembles_and_the_averaged_labels(ref
     assert table["score__bert"].to_pylist() == [by_id[p] for p in table["pair_id"].to_pylist()]
     mean = (table["score__bert"].to_numpy().astype(np.float64) + table["score__roberta"].to_numpy()) / 2
     assert table["score"].to_numpy() == pytest.approx(mean, abs=1e-6)
-    assert s["summary_uri"].endswith("/runs/mutual/summary.json")
+    assert s["summary_uri"].endswith("/runs/default/summary.json")  # DistillConfig's default run_name
     written = store.read_json(s["summary_uri"])
     assert {"models", "ensembles", "averages", "stages", "config"} <= set(written)
 
