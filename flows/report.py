@@ -70,8 +70,14 @@ def _cycle_rows(store: Store, name: str, cycles: list[dict[str, Any]]) -> list[d
         rows.append(
             {
                 "cycle": c["cycle"],
-                "bi": {"dev": m["bi"]["metrics"].get("dev"), "model": m["bi"]["uri"]},
-                "cross": {"dev": m["cross"]["metrics"].get("dev"), "model": m["cross"]["uri"]},
+                **{
+                    kind: {
+                        "dev": m[kind]["metrics"].get("dev"),
+                        "model": m[kind]["uri"],
+                        "precision": m[kind]["metrics"].get("precision"),
+                    }
+                    for kind in KINDS
+                },
                 "labels": {
                     "bi": m["bi_labels"]["metrics"]["labels"],
                     "cross": m["cross_labels"]["metrics"]["labels"],

@@ -11,7 +11,7 @@ import numpy as np
 from tasks import keys
 from tasks.artifacts import LABELS_FILE, PAIRS_FILE, load_encoder, read_table, write_table
 from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary
-from tasks.inputs import dev_set
+from tasks.inputs import dev_set, stage_precision
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
@@ -97,10 +97,14 @@ def train_cross(
 ) -> dict[str, Any]:
     """Bi→cross distillation from `start` on the bi-encoder's labels (step B)."""
     store = Store(store_root)
+    where = resolve_device(device)
+    precision, precision_key = stage_precision(cross.fit.precision, where)
+    run = cross.model_copy(update={"fit": cross.fit.model_copy(update={"precision": precision})})
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, labels["uri"], LABELS_FILE)
-        enc = load_encoder(store, start["ref"], "cross", cross, resolve_device(device))
+        enc = load_encoder(store, start["ref"], "cross", cross, where)
+        enc.packing = cross.fit.packing  # padding-free batches while training (exact; opt-in)
         dev_pairs = dev_set(dev)
         scorer = cross_scorer(enc, batch_size=cross.score_batch_size)
         evaluate = dev_evaluator(scorer, dev_pairs) if dev_pairs else None
@@ -109,7 +113,7 @@ def train_cross(
             enc,
             *_columns(table),
             table["score"].to_numpy(),
-            cross,
+            run,
             evaluate=evaluate,
             checkpoint_steps=checkpoint_steps,
             **fit,
@@ -121,7 +125,7 @@ def train_cross(
         store,
         "train_cross",
         cycle,
-        *keys.train_cross(cross, labels, start, dev),
+        *keys.train_cross(cross, labels, start, dev, precision_key),
         compute,
         after_commit=drop_checkpoints(store, "train_cross"),
     )
@@ -149,22 +153,25 @@ def train_bi(
     store = Store(store_root)
     if calibrate and mix_labels is None:
         raise ValueError("train_bi: calibrate=True needs mix_labels (the bi-encoder's own scores).")
-    key = keys.train_bi(
-        bi, labels, start, dev, mix_labels=mix_labels, mix_weight=mix_weight, calibrate=calibrate
-    )
+    where = resolve_device(device)
+    precision, precision_key = stage_precision(bi.fit.precision, where)
+    run = bi.model_copy(update={"fit": bi.fit.model_copy(update={"precision": precision})})
+    options = {"mix_labels": mix_labels, "mix_weight": mix_weight, "calibrate": calibrate}
+    key = keys.train_bi(bi, labels, start, dev, **options, precision=precision_key)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, labels["uri"], LABELS_FILE)
         uses_mix = mix_labels is not None and (mix_weight > 0 or calibrate)
         other = read_table(store, mix_labels["uri"], LABELS_FILE)["score"].to_numpy() if uses_mix else None
         target = bi_targets(table["score"].to_numpy(), other, mix_weight=mix_weight, calibrate=calibrate)
-        enc = load_encoder(store, start["ref"], "bi", bi, resolve_device(device))
+        enc = load_encoder(store, start["ref"], "bi", bi, where)
+        enc.packing = bi.fit.packing
         dev_pairs = dev_set(dev)
         scorer = bi_scorer(enc, batch_size=bi.score_batch_size)
         evaluate = dev_evaluator(scorer, dev_pairs) if dev_pairs else None
         fit = checkpointed_fit(store, "train_bi", key, cycle)
         result = train_bi_encoder(
-            enc, *_columns(table), target, bi, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
+            enc, *_columns(table), target, run, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
         )
         enc.save(folder)
         return fit_summary(result, fit)

@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from tasks.artifacts import data_digest, model_input
 from tasks.store import Store
 from trans_encoder_core.benchmarks import DATA_ENV_VAR, LabelledPairs, available_tasks, load_stsb
+from trans_encoder_core.runtime import legacy_precision, resolve_precision
 
 
 def benchmark_root(explicit: str | None) -> str | None:
@@ -47,3 +48,19 @@ def benchmark_inputs(root: str | None, tasks: list[str]) -> dict[str, Any]:
 def dev_set(dev: dict[str, Any] | None) -> LabelledPairs | None:
     """The selection set a training stage evaluates on (STS-B dev), or None without selection."""
     return load_stsb(dev["data"], "dev") if dev else None
+
+
+CPU_BF16_ENV = "TRANS_ENCODER_CPU_BF16"  # "0": precision "auto" stays fp32 on a CPU with native bf16
+
+
+def stage_precision(requested: str, device: Any) -> tuple[str, str | None]:
+    """The precision a training stage runs at, and what its key must add for it.
+
+    "auto" is bf16 autocast on a GPU with bf16 and, since native CPU bf16 is used, on a CPU with
+    AVX512-BF16/AMX (set TRANS_ENCODER_CPU_BF16=0 to keep such a CPU at fp32). The key gains
+    `precision` only where this differs from the rule before that change, so earlier keys stay valid
+    exactly where the computation is the same.
+    """
+    native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
+    resolved = resolve_precision(requested, device, native_cpu_bf16=native)
+    return resolved, (None if resolved == legacy_precision(requested, device) else resolved)

@@ -33,9 +33,18 @@ def cross_scores(cross: CrossEncoderConfig, model: Ref, pairs: Ref) -> Key:
     return config, {"model": model["digest"], "pairs": pairs["digest"]}
 
 
-def train_cross(cross: CrossEncoderConfig, labels: Ref, start: Ref, dev: Ref | None) -> Key:
+def _with_precision(config: dict[str, Any], precision: str | None) -> dict[str, Any]:
+    """The resolved precision, only where "auto" resolves otherwise than before native CPU bf16."""
+    return config if precision is None else {**config, "precision": precision}
+
+
+def train_cross(
+    cross: CrossEncoderConfig, labels: Ref, start: Ref, dev: Ref | None, precision: str | None = None
+) -> Key:
     """Step B: every cross setting that shapes training (not the start's name: its digest is an input)."""
-    config = cross.model_dump(exclude={"score_batch_size", "eval_max_length", "model"})
+    config = _with_precision(
+        cross.model_dump(exclude={"score_batch_size", "eval_max_length", "model"}), precision
+    )
     return config, {"labels": labels["digest"], "start": start["digest"], "dev": _dev(dev)}
 
 
@@ -48,11 +57,13 @@ def train_bi(
     mix_labels: Ref | None,
     mix_weight: float,
     calibrate: bool,
+    precision: str | None = None,
 ) -> Key:
     """Step D: the bi settings with the resolved pooling, the label mix and calibration when on."""
     config = {**bi.model_dump(exclude={"score_batch_size", "model"}), "mix_weight": mix_weight}
     if calibrate:
         config["calibration"] = "quantile"
+    config = _with_precision(config, precision)
     uses_mix = mix_labels is not None and (mix_weight > 0 or calibrate)
     inputs = {
         "labels": labels["digest"],
@@ -71,6 +82,7 @@ def init_bi(
     model: Ref,
     pairs: Ref,
     dev: Ref | None,
+    precision: str | None = None,
 ) -> Key:
     """Unsupervised initialisation (§2.1): the seeded recipe, the sentence limit, pooling and length."""
     config = {
@@ -80,6 +92,7 @@ def init_bi(
         "pooling": bi.pooling,
         "max_seq_length": bi.max_seq_length,
     }
+    config = _with_precision(config, precision)
     return config, {"model": model["digest"], "pairs": pairs["digest"], "dev": _dev(dev)}
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from tasks import keys
 from tasks.artifacts import PAIRS_FILE, load_encoder, read_table
 from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary
-from tasks.inputs import dev_set
+from tasks.inputs import dev_set, stage_precision
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.config import BiEncoderConfig, ContrastiveConfig, InitConfig
@@ -56,7 +56,10 @@ def init_bi(
     store = Store(store_root)
     recipe = unsup.recipe(method)
     recipe = recipe.model_copy(update={"fit": recipe.fit.model_copy(update={"seed": seed})})
-    key = keys.init_bi(method, recipe, unsup.max_sentences, bi, model, pairs, dev)
+    where = resolve_device(device)
+    precision, precision_key = stage_precision(recipe.fit.precision, where)
+    key = keys.init_bi(method, recipe, unsup.max_sentences, bi, model, pairs, dev, precision_key)
+    run = recipe.model_copy(update={"fit": recipe.fit.model_copy(update={"precision": precision})})
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, pairs["uri"], PAIRS_FILE)
@@ -67,14 +70,15 @@ def init_bi(
             seed=seed,
         )
         training = bi.model_copy(update={"max_seq_length": recipe.max_seq_length})
-        enc = load_encoder(store, model["ref"], "bi", training, resolve_device(device))
+        enc = load_encoder(store, model["ref"], "bi", training, where)
+        enc.packing = recipe.fit.packing
         dev_pairs = dev_set(dev)
         evaluate = (
             dev_evaluator(bi_scorer(enc, batch_size=bi.score_batch_size), dev_pairs) if dev_pairs else None
         )
         fit = checkpointed_fit(store, STAGE, key, 0)
         result = train_contrastive(
-            enc, sentences, recipe, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
+            enc, sentences, run, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
         )
         enc.max_seq_length = bi.max_seq_length
         enc.save(folder)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 Pooling = Literal["auto", "cls", "mean"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -49,13 +49,29 @@ class FitConfig(_Frozen):
     )
     precision: Precision = Field(
         default="auto",
-        description='"auto" = bf16 autocast on a GPU that supports it, fp32 otherwise (CPU included).',
+        description='"auto" = bf16 autocast on a GPU with bf16 or a CPU with native bf16 (AVX512-BF16, '
+        "AMX), fp32 elsewhere (emulated bf16 is slower than fp32); TRANS_ENCODER_CPU_BF16=0 keeps CPUs at fp32.",
     )
     seed: int = Field(
         default=2021,
         description="Seed of the shuffles and of dropout; each epoch reseeds from (seed, epoch), so a fit "
         "resumed from an epoch checkpoint is identical to an uninterrupted one.",
     )
+    packing: bool = Field(
+        default=False,
+        description="Padding-free batches: the sentences (pairs) of a batch are packed into dense rows "
+        "with a block-diagonal attention mask, so no compute goes to padding (BERT/RoBERTa; other "
+        "architectures run padded). Same examples and steps; equal to the padded fit up to float rounding "
+        "and dropout masks (ours; off in the paper).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        # `packing` appears in dumps (and so in stage keys) only when on: keys of earlier runs stay valid.
+        data = handler(self)
+        if not self.packing:
+            data.pop("packing", None)
+        return data
 
 
 def cross_fit_defaults(**overrides: object) -> FitConfig:

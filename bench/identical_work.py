@@ -1,0 +1,143 @@
+"""The identical-work run of issue 14: one cycle of the paper preset on STS-B test's unique pairs.
+
+The official code (amzn/trans-encoder, 1 cycle, official hyperparameters, the packaged MiniLM as start
+and cross init, the 1,378 unique STS-B test pairs as the pool, selection on STS-B dev) took 611 s wall,
+1,178 s user CPU and 3.81 GB peak RSS on these 2-core machines (../shared/docs/baselines.md, measured
+2026-12-01), and scored STS-B test 81.80 -> cross 30.54 -> bi 74.40. This script runs the same work
+through `trans-encoder self-distill --preset paper` in a fresh store, once per variant, each in its own
+process under /usr/bin/time, and prints and writes wall time, CPU seconds, peak RSS and Spearman.
+
+    python bench/identical_work.py --variants fp32 auto auto+packing --out bench/results/identical-work.json
+
+Variants: `fp32` (both fits in fp32: the official code's arithmetic on a CPU), `auto` (the default
+precision: bf16 autocast on a CPU with native bf16), `+packing` (padding-free batches in both fits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OFFICIAL = {
+    "wall_s": 611.0,
+    "user_cpu_s": 1178.0,
+    "peak_rss_gb": 3.81,
+    "stsb": {"start": 81.80, "cross": 30.54, "bi": 74.40},
+}
+VARIANTS = {
+    "fp32": ["--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32"],
+    "auto": [],
+    "auto+packing": ["--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true"],
+    "fp32+packing": [
+        "--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32",
+        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
+    ],
+}  # fmt: skip
+
+
+def write_pool(data: Path, out: Path) -> int:
+    """STS-B test's pairs, deduplicated on the exact (s1, s2) strings as the official code does."""
+    sys.path.insert(0, str(ROOT))
+    from trans_encoder_core.benchmarks import load_stsb
+
+    test = load_stsb(data, "test")
+    seen = dict.fromkeys(zip(test.sentence1, test.sentence2, strict=True))
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sentence1", "sentence2"])
+        writer.writerows(seen)
+    return len(seen)
+
+
+def _time_field(text: str, name: str) -> float:
+    match = re.search(rf"{re.escape(name)}: ([0-9.:]+)", text)
+    if match is None:
+        raise RuntimeError(f"/usr/bin/time printed no '{name}'")
+    value = match.group(1)
+    if ":" in value:  # h:mm:ss or m:ss.ss
+        parts = [float(p) for p in value.split(":")]
+        return sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    return float(value)
+
+
+def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> dict[str, Any]:
+    store, summary = work / f"store-{name}", work / f"summary-{name}.json"
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "self-distill", "--preset", "paper"]
+    cmd += ["--pairs", str(pairs), "--data", str(data), "--store", str(store), "--cycles", "1"]
+    cmd += ["--seed", str(seed), "--run-name", f"identical-{name}", "--summary", str(summary)]
+    cmd += ["--set", 'eval_tasks=["stsb"]', *VARIANTS[name]]
+    env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{name}"), "PYTHONUNBUFFERED": "1"}
+    started = time.time()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+    report = json.loads(summary.read_text())
+    (model,) = report["models"].values()
+    stages = {s["name"]: s["seconds"] for s in report["stages"] if s["name"] in ("train_cross", "train_bi")}
+    return {
+        "variant": name,
+        "command": " ".join(cmd[2:]),
+        "started": started,
+        "wall_s": _time_field(proc.stderr, "Elapsed (wall clock) time (h:mm:ss or m:ss)"),
+        "user_cpu_s": _time_field(proc.stderr, "User time (seconds)"),
+        "peak_rss_gb": _time_field(proc.stderr, "Maximum resident set size (kbytes)") / 1024**2,
+        "stsb": {
+            "start": model["start"]["bi"]["test"].get("stsb"),
+            "cross": model["best"]["cross"]["test"].get("stsb"),
+            "bi": model["best"]["bi"]["test"].get("stsb"),
+        },
+        "stage_seconds": stages,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--variants", nargs="+", default=["fp32", "auto", "auto+packing"], choices=list(VARIANTS)
+    )
+    parser.add_argument(
+        "--data", default=os.environ.get("TRANS_ENCODER_DATA", str(ROOT.parent / "shared/data/sts"))
+    )
+    parser.add_argument("--seed", type=int, default=2021)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="te-identical-") as tmp:
+        work = Path(tmp)
+        n_pairs = write_pool(Path(args.data), work / "stsb-test-pairs.csv")
+        for name in args.variants:
+            rows.append(run_variant(name, work / "stsb-test-pairs.csv", Path(args.data), work, args.seed))
+            r = rows[-1]
+            print(
+                f"{name:<14} wall {r['wall_s']:7.1f} s ({OFFICIAL['wall_s'] / r['wall_s']:.2f}x official)  "
+                f"cpu {r['user_cpu_s']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB  STS-B "
+                f"{r['stsb']['start']:.2f} -> cross {r['stsb']['cross']:.2f} -> bi {r['stsb']['bi']:.2f}",
+                flush=True,
+            )
+    result = {
+        "pairs": n_pairs,
+        "official": OFFICIAL,
+        "runs": rows,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
+        "load_average_at_start": os.getloadavg(),
+    }
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
