@@ -41,11 +41,17 @@ def drop_checkpoints(store: Store, stage: str) -> Callable[[str], None]:
     return lambda key: store.delete(store.uri("checkpoints", stage, key))
 
 
-def fit_summary(result: TrainResult, fit_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The metrics a training stage reports: dev score, steps, time, precision, losses, dev curve."""
+def resumed_step(fit_kwargs: dict[str, Any]) -> int | None:
+    """The step the fit resumes from (None: from scratch); read it before the fit, which may reuse the
+    resumed state as its own."""
     resume = fit_kwargs.get("resume")
+    return resume.global_step if resume is not None else None
+
+
+def fit_summary(result: TrainResult, resumed_from: int | None) -> dict[str, Any]:
+    """The metrics a training stage reports: dev score, steps, time, precision, losses, dev curve."""
     return {
-        "resumed_from_step": resume.global_step if resume is not None else None,
+        "resumed_from_step": resumed_from,
         "dev": result.best_score,
         "best_step": result.best_step,
         "steps": result.steps,

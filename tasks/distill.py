@@ -10,7 +10,7 @@ import numpy as np
 
 from tasks import keys
 from tasks.artifacts import LABELS_FILE, PAIRS_FILE, load_encoder, read_table, write_table
-from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary
+from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary, resumed_step
 from tasks.inputs import dev_set, stage_precision
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
@@ -109,6 +109,7 @@ def train_cross(
         scorer = cross_scorer(enc, batch_size=cross.score_batch_size)
         evaluate = dev_evaluator(scorer, dev_pairs) if dev_pairs else None
         fit = checkpointed_fit(store, "train_cross", key, cycle)
+        resumed = resumed_step(fit)
         result = train_cross_encoder(
             enc,
             *_columns(table),
@@ -119,7 +120,7 @@ def train_cross(
             **fit,
         )
         enc.save(folder)
-        return fit_summary(result, fit)
+        return fit_summary(result, resumed)
 
     return run_stage(
         store,
@@ -170,11 +171,12 @@ def train_bi(
         scorer = bi_scorer(enc, batch_size=bi.score_batch_size)
         evaluate = dev_evaluator(scorer, dev_pairs) if dev_pairs else None
         fit = checkpointed_fit(store, "train_bi", key, cycle)
+        resumed = resumed_step(fit)
         result = train_bi_encoder(
             enc, *_columns(table), target, run, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
         )
         enc.save(folder)
-        return fit_summary(result, fit)
+        return fit_summary(result, resumed)
 
     return run_stage(
         store, "train_bi", cycle, *key, compute, after_commit=drop_checkpoints(store, "train_bi")

@@ -13,7 +13,7 @@ from typing import Any
 
 from tasks import keys
 from tasks.artifacts import PAIRS_FILE, load_encoder, read_table
-from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary
+from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary, resumed_step
 from tasks.inputs import dev_set, stage_precision
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
@@ -27,10 +27,10 @@ STAGE = "init_bi"
 
 
 def _summary(
-    result: TrainResult, recipe: ContrastiveConfig, n_sentences: int, fit: dict[str, Any]
+    result: TrainResult, recipe: ContrastiveConfig, n_sentences: int, resumed: int | None
 ) -> dict[str, Any]:
     return {"n_sentences": n_sentences, "loss": recipe.loss, "temperature": recipe.temperature} | fit_summary(
-        result, fit
+        result, resumed
     )
 
 
@@ -77,11 +77,12 @@ def init_bi(
             dev_evaluator(bi_scorer(enc, batch_size=bi.score_batch_size), dev_pairs) if dev_pairs else None
         )
         fit = checkpointed_fit(store, STAGE, key, 0)
+        resumed = resumed_step(fit)
         result = train_contrastive(
             enc, sentences, run, evaluate=evaluate, checkpoint_steps=checkpoint_steps, **fit
         )
         enc.max_seq_length = bi.max_seq_length
         enc.save(folder)
-        return {"method": method, "pooling": enc.pooling, **_summary(result, recipe, len(sentences), fit)}
+        return {"method": method, "pooling": enc.pooling, **_summary(result, recipe, len(sentences), resumed)}
 
     return run_stage(store, STAGE, 0, *key, compute, after_commit=drop_checkpoints(store, STAGE))
