@@ -50,7 +50,8 @@ class FitConfig(_Frozen):
     precision: Precision = Field(
         default="auto",
         description='"auto" = bf16 autocast on a GPU with bf16 or a CPU with native bf16 (AVX512-BF16, '
-        "AMX), fp32 elsewhere (emulated bf16 is slower than fp32); TRANS_ENCODER_CPU_BF16=0 keeps CPUs at fp32.",
+        "AMX), fp32 elsewhere (emulated bf16 is slower than fp32); TRANS_ENCODER_CPU_BF16=0 keeps CPUs "
+        "at fp32.",
     )
     seed: int = Field(
         default=2021,
