@@ -27,6 +27,7 @@ from tasks.distill import bi_scores, cross_scores, train_bi, train_cross
 from tasks.evaluate import DEV_TASK, evaluate
 from tasks.ingest import ingest_pairs
 from tasks.inputs import benchmark_inputs, benchmark_root, fingerprint_model
+from tasks.preflight import check_starting_models, starting_refs
 from tasks.store import Store
 from tasks.unsup_init import init_bi
 from trans_encoder_core.benchmarks import DATA_ENV_VAR
@@ -328,6 +329,7 @@ def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa:
     """Trans-Encoder distillation over one or more PLMs with cached stages; rerun a config to resume."""
     cfg = config.model_copy(update={"store": Store(config.store).root})
     _check_runner(cfg)
+    check_starting_models(cfg.store, starting_refs(cfg.plms))  # before any stage (a bad model: seconds)
     data = benchmark_inputs(benchmark_root(cfg.data), cfg.eval_tasks)
     pairs = ingest_pairs(cfg.store, pair_source(cfg, data["data"] and data["data"]["data"]))
     run = Run(cfg, plm_runs(cfg, spread=_threaded()), data, pairs, log=[(None, pairs)])
