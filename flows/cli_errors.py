@@ -48,16 +48,18 @@ def debug_requested(argv: list[str]) -> bool:
 
 def quiet_console_tracebacks() -> list[tuple[logging.Handler, logging.Filter]]:
     """Add `QuietExpectedErrors` to the console handlers Prefect configured; return what was added."""
-    import prefect  # noqa: F401 - configures Prefect's logging (its console handler on the root logger)
+    from prefect.logging.configuration import ensure_logging_setup
 
-    added = []
+    ensure_logging_setup()  # Prefect's console handler on the root logger, as a flow run would set it up
+
     loggers = [logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "uvicorn", "fastapi"))]
-    for log in loggers:
-        for handler in log.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-                quiet = QuietExpectedErrors()
-                handler.addFilter(quiet)
-                added.append((handler, quiet))
+    handlers = {id(h): h for log in loggers for h in log.handlers}.values()  # one handler, several loggers
+    added = []
+    for handler in handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            quiet = QuietExpectedErrors()
+            handler.addFilter(quiet)
+            added.append((handler, quiet))
     return added
 
 

@@ -127,6 +127,23 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(
     assert best(tmp_path / "s.json") == best(tmp_path / "r.json")
 
 
+def test_an_expected_error_in_a_real_terminal_is_one_line_without_a_traceback(
+    flow_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """What a user sees for a bad pair file in a fresh process: Prefect's run log, no traceback, and
+    one `error:` line last; nothing is written to the store."""
+    args = cli_args(flow_model, tmp_path / "store", data_root)
+    args[args.index("--pairs") + 1] = str(tmp_path / "absent.csv")
+    result = run_cli(args, tmp_path / "home")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: Pair file {tmp_path / 'absent.csv'} does not exist; check the path or URL passed as --pairs."
+    ]
+    assert not (tmp_path / "store" / "stages").exists()
+
+
 def test_evaluate_and_score_commands(
     flow_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
