@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from flows.cli_common import config_error
 from flows.cli_distill import register_distill
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -21,7 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.tools import evaluate_model
+    from flows.tools import evaluate_model, require_benchmarks
+
+    require_benchmarks(args.data)  # before the flow starts: a missing folder is a usage error
 
     results = evaluate_model(
         args.model,
@@ -80,6 +81,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trans-encoder", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and every log line (also after the command)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     register_distill(sub)
     p = sub.add_parser("evaluate", help="Spearman x100 of a bi- or cross-encoder on the STS benchmarks")
@@ -114,19 +118,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from pydantic import ValidationError
+    """Run one command; an expected error ends it with one `error:` line and exit status 2
+    (`flows.cli_errors`), with its traceback only under `--debug`."""
+    from flows.cli_errors import (
+        debug_requested,
+        is_expected,
+        quiet_console_tracebacks,
+        report,
+        restore_console,
+    )
 
-    from trans_encoder_core.errors import TransEncoderError
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    quiet = [] if debug else quiet_console_tracebacks()
     try:
         return int(args.func(args))
-    except ValidationError as exc:
-        print(f"error: {config_error(exc)}", file=sys.stderr)
-        return 2
-    except TransEncoderError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if not is_expected(exc):
+            raise
+        return report(exc, debug=debug)
+    finally:
+        restore_console(quiet)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 from flows.cli_common import UsageError, apply_sets, config_error
 from flows.config import PRESETS, DistillConfig, PLMConfig, preset_config, short_name
 
-SHARED_OPTIONS = ("store", "pairs", "data", "run_name", "cycles", "max_pairs", "max_concurrency")
+SHARED_OPTIONS = ("store", "pairs", "data", "run_name", "cycles", "max_pairs", "max_concurrency", "publish")
 SELF_PRESETS = ("paper", "quick")
 
 
@@ -158,6 +158,10 @@ def run_and_print(config: DistillConfig, summary_path: str | None) -> int:
     cached = sum(s["cached"] for s in summary["stages"])
     print(f"\nstages: {len(summary['stages'])} ({cached} cached); summary: {summary['summary_uri']}")
     print(format_table(summary))
+    if summary.get("published"):
+        published = summary["published"]
+        version = f"version {published['version']}" if published["version"] is not None else "nothing"
+        print(f"registry: {version} ({published['decision']['reason']})")
     if summary_path:
         Path(summary_path).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     return 0
@@ -191,6 +195,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cycles", type=int)
     p.add_argument("--max-pairs", type=int, help="use a seeded random subset of the pool")
     p.add_argument("--summary", help="also write summary.json here")
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        default=None,
+        help="publish the selected models as a registry version if they pass the dev gate",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -179,6 +179,19 @@ class DistillConfig(BaseModel):
         ge=1,
         description="PLM stages at once on the thread pool (empty: one per PLM with a GPU, else 1).",
     )
+    publish: bool = Field(
+        default=False,
+        description="After the report, publish the selected models as a new registry version "
+        "(`trans-encoder models list`, `models export`) if they pass the dev gate; part of no stage key.",
+    )
+    publish_tolerance: float = Field(
+        default=1.0,
+        ge=0.0,
+        description="publish: the most the dev Spearman x100 may fall below the latest version's.",
+    )
+    publish_gate_on: Literal["bi", "cross"] = Field(
+        default="bi", description="publish: the model whose dev score the gate compares."
+    )
 
     @field_validator("run_name")
     @classmethod

@@ -27,6 +27,8 @@ from tasks.distill import bi_scores, cross_scores, train_bi, train_cross
 from tasks.evaluate import DEV_TASK, evaluate
 from tasks.ingest import ingest_pairs
 from tasks.inputs import benchmark_inputs, benchmark_root, fingerprint_model
+from tasks.preflight import check_starting_models, starting_refs
+from tasks.retrain import publish_run
 from tasks.store import Store
 from tasks.unsup_init import init_bi
 from trans_encoder_core.benchmarks import DATA_ENV_VAR
@@ -328,6 +330,7 @@ def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa:
     """Trans-Encoder distillation over one or more PLMs with cached stages; rerun a config to resume."""
     cfg = config.model_copy(update={"store": Store(config.store).root})
     _check_runner(cfg)
+    check_starting_models(cfg.store, starting_refs(cfg.plms))  # before any stage (a bad model: seconds)
     data = benchmark_inputs(benchmark_root(cfg.data), cfg.eval_tasks)
     pairs = ingest_pairs(cfg.store, pair_source(cfg, data["data"] and data["data"]["data"]))
     run = Run(cfg, plm_runs(cfg, spread=_threaded()), data, pairs, log=[(None, pairs)])
@@ -341,7 +344,11 @@ def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa:
     evaluations = final_evaluations(run, best, chosen, starts)
     refs = {"start": run.start_bi, **chosen}
     outcome = {"log": run.log, "cycles": cycles, "evaluations": evaluations, "best": best, "refs": refs}
-    return publish_report(cfg, outcome | {"data": data})
+    summary = publish_report(cfg, outcome | {"data": data})
+    if cfg.publish:  # a registry version, gated like a retrain's (tasks/retrain.py)
+        gate = {"tolerance": cfg.publish_tolerance, "gate_on": cfg.publish_gate_on}
+        summary["published"] = publish_run(cfg.store, summary, pairs, **gate)
+    return summary
 
 
 def task_runner_for(cfg: DistillConfig) -> TaskRunner:

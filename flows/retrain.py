@@ -75,6 +75,7 @@ def run_config(
         "sentence1_column": "sentence1",
         "sentence2_column": "sentence2",
         "run_name": f"{distill.run_name}-v{version:06d}",
+        "publish": False,  # the retrain publishes, after its own gate
     }
     if latest is not None:
         updates["plms"] = [

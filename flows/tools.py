@@ -54,6 +54,18 @@ def load_scorer(
     return cross_scorer(cross, max_length=max_length)
 
 
+def require_benchmarks(data: str | None) -> str:
+    """The benchmark folder `evaluate` reads (`data`, else $TRANS_ENCODER_DATA); a `ConfigError` if
+    there is none."""
+    root = benchmark_root(data)
+    if not root or not Path(root).is_dir():
+        raise ConfigError(
+            f"evaluate expects a benchmark folder, got {root!r}; pass --data DIR or set {DATA_ENV_VAR} "
+            "(layout: data/README.md)."
+        )
+    return root
+
+
 @flow(name="evaluate")
 def evaluate_model(
     model: str,
@@ -69,13 +81,8 @@ def evaluate_model(
     The same cached `evaluate` stage as a distillation run's: the result is stored under `store`
     (default ./te-store) and comes back cached for the same model, settings and benchmark files.
     """
-    root = benchmark_root(data)
+    root = require_benchmarks(data)
     wanted = list(tasks or TASKS)
-    if not root or not Path(root).is_dir():
-        raise ConfigError(
-            f"evaluate expects a benchmark folder, got {root!r}; pass --data DIR or set {DATA_ENV_VAR} "
-            "(layout: data/README.md)."
-        )
     if store is None and "/stages/" in model:  # a stage artifact: evaluate it in its own store
         store = model.split("/stages/")[0]
     store_root = Store(store or "./te-store").root

@@ -124,13 +124,29 @@ def _lineage(store: Store, record: dict[str, Any], uri: str) -> dict[str, str]:
     return lineage
 
 
+def starting_model(record: dict[str, Any], kind: str) -> str | None:
+    """The starting checkpoint of a version's `kind` model: from the config of the PLM it came from
+    (`plms`, one PLM or several), or from a config of one PLM written before configs had `plms`."""
+    config = record.get("config") or {}
+    plm = config
+    if config.get("plms"):
+        names = [
+            n
+            for n, models in (record.get("plms") or {}).items()
+            if models.get(kind) == record["models"][kind]
+        ]
+        by_name = {p.get("name"): p for p in config["plms"]}
+        plm = by_name.get(names[0]) if names and names[0] in by_name else config["plms"][0]
+    bi_start = (plm.get("bi") or {}).get("model")
+    return bi_start if kind == "bi" else (plm.get("cross") or {}).get("model") or bi_start
+
+
 def version_card(
     store: Store, record: dict[str, Any], kind: str, folder: Path, model_id: str
 ) -> ModelCardData:
     """The model card of one model of a registry version, as exported into `folder`."""
     config = record.get("config") or {}
-    bi_start = (config.get("bi") or {}).get("model")
-    base = bi_start if kind == "bi" else (config.get("cross") or {}).get("model") or bi_start
+    base = starting_model(record, kind)
     pool = record.get("pool") or {}
     files = record.get("inbox") or []
     pool_text = f"{pool.get('pairs', 'an unknown number of')} unlabeled sentence pairs"

@@ -117,6 +117,45 @@ def publish_candidate(
 ) -> dict[str, Any]:
     """Publish the run's selected models as a new version if they pass the dev gate, then record the
     ingested inbox files in the ledger (never before: a failed or rejected run leaves them pending)."""
+    return publish_selected(store_root, summary, pool, latest, tolerance=tolerance, gate_on=gate_on, run=run)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def publish_run(
+    store_root: str, summary: dict[str, Any], pool: dict[str, Any], *, tolerance: float, gate_on: str
+) -> dict[str, Any]:
+    """Publish a distillation run's selected models as a registry version (`DistillConfig.publish`),
+    with the retrain's dev gate against the latest version; a rerun whose models are already the
+    latest version's publishes nothing new."""
+    from prefect.runtime import flow_run
+
+    store = Store(store_root)
+    latest = read_latest(store)
+    models = {kind: entry["model"] for kind, entry in best_per_kind(summary).items()}
+    if latest is not None and latest.get("models") == models:
+        reason = f"these models are already registry version {latest['version']}"
+        return {"decision": {"publish": False, "reason": reason}, "version": latest["version"]}
+    run = {
+        "name": summary["run_name"],
+        "summary": summary.get("summary_uri"),
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+    }
+    return publish_selected(
+        store_root, summary, {**pool, "files": []}, latest, tolerance=tolerance, gate_on=gate_on, run=run
+    )
+
+
+def publish_selected(
+    store_root: str,
+    summary: dict[str, Any],
+    pool: dict[str, Any],
+    latest: dict[str, Any] | None,
+    *,
+    tolerance: float,
+    gate_on: str,
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """`publish_candidate`'s work (`pool["files"]`: the inbox files the pool was merged from)."""
     store = Store(store_root)
     metrics = model_metrics(summary)
     current = ((latest or {}).get("metrics", {}).get(gate_on) or {}).get("dev")
@@ -139,7 +178,8 @@ def publish_candidate(
         "run": run,
     }
     stored = publish_version(store, record)
-    record_ingested(store, pool["files"], version=stored["version"], run=run.get("flow_run_id"))
+    if pool["files"]:
+        record_ingested(store, pool["files"], version=stored["version"], run=run.get("flow_run_id"))
     outcome["version"] = stored["version"]
     outcome["record"] = stored
     return outcome

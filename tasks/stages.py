@@ -21,6 +21,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.failures import folder_size, is_deterministic_os_error, store_write_error
 from tasks.hooks import hook
 from tasks.store import Store, digest_json
 from trans_encoder_core.runtime import seed_everything
@@ -81,32 +82,39 @@ def run_stage(
     log = _run_logger()
     started = time.time()
     start = time.perf_counter()
-    art = store.verify(uri)
-    cached = art is not None
-    if art is None:
-        if injected_fault(stage, cycle) == "raise":
-            raise RuntimeError(f"injected failure in stage {stage} of cycle {cycle} ({FAULT_ENV})")
-        log.info("stage %s (cycle %d): computing %s", stage, cycle, uri)
-        hook("stage-computing", stage, key)  # tests: kill here or hold concurrent runs together
-        # Every random draw the stage does not seed itself (e.g. a new classification head) follows
-        # from its name, cycle and config, so a recomputation (after a crash, in another process or
-        # store) writes the same bytes. Not from the key: input digests can embed the store root.
-        seed_everything(int(digest_json({"stage": stage, "cycle": cycle, "config": config})[:15], 16))
-        with tempfile.TemporaryDirectory(prefix=f"te-{stage}-") as tmp:
-            metrics = compute(Path(tmp), key)
-            meta = {
-                "stage": stage,
-                "cycle": cycle,
-                "config": config,
-                "inputs": inputs,
-                "metrics": metrics,
-                "code_version": STAGE_CODE_VERSION,
-            }
-            art = store.commit_dir(Path(tmp), uri, meta)
-        if after_commit is not None:
-            after_commit(key)
-    else:
-        log.info("stage %s (cycle %d): cached at %s", stage, cycle, uri)
+    output: dict[str, int] = {}  # the size of the stage's output once computed (for a full disk)
+    try:
+        art = store.verify(uri)
+        cached = art is not None
+        if art is None:
+            if injected_fault(stage, cycle) == "raise":
+                raise RuntimeError(f"injected failure in stage {stage} of cycle {cycle} ({FAULT_ENV})")
+            log.info("stage %s (cycle %d): computing %s", stage, cycle, uri)
+            hook("stage-computing", stage, key)  # tests: kill here or hold concurrent runs together
+            # Every random draw the stage does not seed itself (e.g. a new classification head) follows
+            # from its name, cycle and config, so a recomputation (after a crash, in another process or
+            # store) writes the same bytes. Not from the key: input digests can embed the store root.
+            seed_everything(int(digest_json({"stage": stage, "cycle": cycle, "config": config})[:15], 16))
+            with tempfile.TemporaryDirectory(prefix=f"te-{stage}-") as tmp:
+                metrics = compute(Path(tmp), key)
+                output["bytes"] = folder_size(Path(tmp))
+                meta = {
+                    "stage": stage,
+                    "cycle": cycle,
+                    "config": config,
+                    "inputs": inputs,
+                    "metrics": metrics,
+                    "code_version": STAGE_CODE_VERSION,
+                }
+                art = store.commit_dir(Path(tmp), uri, meta)
+            if after_commit is not None:
+                after_commit(key)
+        else:
+            log.info("stage %s (cycle %d): cached at %s", stage, cycle, uri)
+    except OSError as exc:
+        if not is_deterministic_os_error(exc):
+            raise
+        raise store_write_error(exc, store=store, stage=stage, needed=output.get("bytes")) from exc
     return {
         "name": stage,
         "cycle": cycle,
@@ -148,11 +156,13 @@ def is_transient(exc: BaseException) -> bool:
     """Whether an error is a storage or network hiccup worth retrying.
 
     Bad input and bad configuration raise `TransEncoderError`s that are `ValueError`s, so they are
-    never retried; a missing file is retried because a concurrent run of the same stage may be
-    replacing it (a user's pair file or model folder that does not exist is an input error instead).
+    never retried, nor are OS errors that fail the same way every time (`tasks.failures`: ENOSPC,
+    ENOTDIR, EACCES, EROFS, EISDIR, ...); a missing file is retried because a concurrent run of the
+    same stage may be replacing it (a user's pair file or model folder that does not exist is an
+    input error instead).
     """
-    if isinstance(exc, PermissionError):
-        return False
+    if isinstance(exc, PermissionError) or is_deterministic_os_error(exc):
+        return False  # a full disk, a path through a file, a read-only store: the same on every try
     if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return True
     return any(

@@ -126,6 +126,11 @@ class Store:
         self.base = base.rstrip("/")
         self.scheme = "file" if self.local else scheme
         self.root = f"{self.scheme}://{self.base}" if not self.local else self.base
+        if self.local and os.path.exists(self.base) and not os.path.isdir(self.base):
+            raise StoreError(
+                f"Store expects a folder at {self.base}, got a regular file; pass --store a folder path "
+                "(it is created if missing) or move that file away."
+            )
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -232,13 +237,17 @@ class Store:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
-        for i, rel in enumerate(commit["files"]):
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(local_dir / rel, tmp / rel)
-            if i == 0:
-                _hook("commit-partial", uri)
-        _hook("commit-unmarked", uri)
-        (tmp / COMMIT_FILE).write_text(json.dumps(commit, indent=1, sort_keys=True))
+        try:
+            for i, rel in enumerate(commit["files"]):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(local_dir / rel, tmp / rel)
+                if i == 0:
+                    _hook("commit-partial", uri)
+            _hook("commit-unmarked", uri)
+            (tmp / COMMIT_FILE).write_text(json.dumps(commit, indent=1, sort_keys=True))
+        except Exception:  # e.g. a full disk: leave no partial copy behind (a kill leaves a hidden one)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         _hook("commit-marked", uri)
         try:
             os.rename(tmp, final)  # atomic; fails if another writer committed first

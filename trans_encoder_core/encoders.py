@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -76,6 +77,13 @@ def _load_error(what: str, ref: str, exc: Exception) -> ModelLoadError:
     """The error for a failed weight load; a folder with only pickle-based weights is named as such
     (they are never loaded: `use_safetensors=True`, since unpickling can run code)."""
     folder = Path(ref)
+    if folder.is_dir() and list(folder.glob("*.safetensors")):
+        from trans_encoder_core.model_check import check_weight_files
+
+        try:  # name the weight file that cannot be read (truncated, damaged)
+            check_weight_files(folder)
+        except ModelLoadError as named:
+            return named
     if folder.is_dir() and not list(folder.glob("*.safetensors")):
         found = sorted(p.name for p in folder.iterdir() if p.name in PICKLED_WEIGHTS)
         return ModelLoadError(
@@ -193,7 +201,7 @@ class BiEncoder(nn.Module):
         tokenizer = _load_tokenizer(ref, trust_remote_code)
         try:
             model = AutoModel.from_pretrained(ref, trust_remote_code=trust_remote_code, use_safetensors=True)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise _load_error("an encoder", ref, exc) from exc
         pooling = resolve_pooling(ref, pooling)
         logger.info("bi-encoder %s: pooling=%s max_seq_length=%d", ref, pooling, max_seq_length)
@@ -290,7 +298,7 @@ class CrossEncoder(nn.Module):
             model = AutoModelForSequenceClassification.from_pretrained(
                 ref, num_labels=1, trust_remote_code=trust_remote_code, use_safetensors=True
             )
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise _load_error("a cross-encoder", ref, exc) from exc
         logger.info("cross-encoder %s: max_length=%d", ref, max_length)
         return cls(model, tokenizer, max_length=max_length)

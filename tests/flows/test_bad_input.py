@@ -11,9 +11,13 @@ Duplicates, very long sentences and a one-pair pool are not errors: those runs c
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import logging
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +89,41 @@ def store(finished_store: Path, tmp_path: Path) -> Path:
 Run = Callable[..., tuple[int, str]]
 
 
+@contextmanager
+def console_output() -> Iterator[io.StringIO]:
+    """What Prefect's console handlers (the user's terminal) print meanwhile."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    buffer = io.StringIO()
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    saved = [(h.stream, h.console.file) for h in handlers]
+    for handler in handlers:
+        handler.stream = handler.console.file = buffer
+    try:
+        yield buffer
+    finally:
+        for handler, (stream, file) in zip(handlers, saved, strict=True):
+            handler.stream, handler.console.file = stream, file
+
+
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Run:
-    """Run the CLI in-process; return its exit code and its last `error:` line ('' if none)."""
+    """Run the CLI in-process; return its exit code and its last `error:` line ('' if none).
+
+    An exit status 2 (an expected error) must come with exactly one `error:` line and no traceback
+    anywhere in the terminal output (the CLI's stderr and Prefect's console log)."""
 
     def run(args: list[str]) -> tuple[int, str]:
         capsys.readouterr()
-        code = cli.main(args)
+        with console_output() as console:
+            code = cli.main(args)
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
+        if code == 2:
+            assert len(errors) == 1, err
+            terminal = console.getvalue() + err
+            assert "Traceback" not in terminal, terminal
+            assert "Retry" not in terminal, f"an expected error was retried: {terminal}"
         return code, errors[-1] if errors else ""
 
     return run
@@ -282,16 +312,9 @@ def test_model_folder_without_tokenizer_files(
     bare.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(flow_model / name, bare / name)
-    # Without benchmark data the starting evaluation commits a "nothing to evaluate" result for this
-    # model before the first stage that loads it fails: an addition, nothing existing changes.
+    # The starting models are checked before any stage runs, so nothing is added either.
     assert_fails_cleanly(
-        run_cli,
-        store,
-        base_args(store, bare),
-        str(bare),
-        "no tokenizer files",
-        "save the tokenizer",
-        nothing_added=False,
+        run_cli, store, base_args(store, bare), str(bare), "no tokenizer files", "save the tokenizer"
     )
 
 
@@ -415,3 +438,147 @@ def test_a_failure_after_a_stage_committed_keeps_that_stage_and_changes_nothing_
     assert cli.main(args) == 0
     train_cross = {p.name for p in (store / "stages" / "train_cross").iterdir()}
     assert train_cross == {key for stage, key in (f.split("/")[1:3] for f in after) if stage == "train_cross"}
+
+
+# -- failures that used to end in a traceback (issue 15) ----------------------------------------------
+def _truncated_copy(model: Path, target: Path) -> Path:
+    shutil.copytree(model, target)
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return target
+
+
+def test_store_that_is_a_regular_file_fails_at_once(
+    run_cli: Run, store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "store.txt"
+    a_file.write_text("not a store\n")
+    args = base_args(store, flow_model)
+    args[args.index("--store") + 1] = str(a_file)
+    assert_fails_cleanly(run_cli, store, args, str(a_file), "expects a folder", "regular file", "--store")
+    assert a_file.read_text() == "not a store\n"
+
+
+def test_a_path_through_a_file_is_not_retried_and_names_the_path(
+    run_cli: Run, store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    args = base_args(store, flow_model)
+    args[args.index("--store") + 1] = str(a_file / "store")
+    assert_fails_cleanly(run_cli, store, args, str(a_file / "store"), "ENOTDIR", "regular file", "--store")
+
+
+def test_a_full_disk_during_training_fails_at_once_naming_the_store_and_the_size(
+    run_cli: Run, store: Path, flow_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's disk fills while train_cross commits its model: no retry, the store and the size
+    the stage needed are named, no partial copy is left and nothing stored changes."""
+    import tasks.store
+
+    calls: list[str] = []
+
+    def copy2(src: Any, dst: Any, **kwargs: Any) -> Any:
+        if "train_cross" in str(dst):
+            calls.append(str(dst))
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return shutil.copy2(src, dst, **kwargs)
+
+    fake = type("FakeShutil", (), {"copy2": staticmethod(copy2), "rmtree": staticmethod(shutil.rmtree)})
+    monkeypatch.setattr(tasks.store, "shutil", fake)
+    args = base_args(store, flow_model, **{"cross.fit.learning_rate": "1e-4"})  # train_cross recomputes
+    before = snapshot(store)
+    error = assert_fails_cleanly(
+        run_cli,
+        store,
+        args,
+        f"Store {store}",
+        "No space left on device",
+        "ENOSPC",
+        "needs",
+        "is free",
+        nothing_added=False,
+    )
+    assert "train_cross" in error and "--store" in error
+    assert len(calls) == 1, f"a full disk must not be retried: {calls}"
+    added = sorted(set(snapshot(store)) - set(before))  # only the fit's checkpoint: the rerun resumes
+    assert [p.split("/")[:2] for p in added] == [["checkpoints", "train_cross"]], added
+
+
+def test_truncated_starting_weights_fail_before_any_stage(
+    run_cli: Run, store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    bad = _truncated_copy(flow_model, tmp_path / "truncated")
+    weights = str(bad / "model.safetensors")
+    assert_fails_cleanly(run_cli, store, base_args(store, bad), weights, "truncated or damaged", "again")
+    args = [*base_args(store, flow_model), "--cross-model", str(bad)]  # the cross start is checked too
+    assert_fails_cleanly(run_cli, store, args, weights, "truncated or damaged")
+
+
+def test_evaluate_without_a_benchmark_folder_is_a_usage_error(
+    run_cli: Run, store: Path, flow_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flows.tools
+
+    def must_not_run(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no flow run starts without a benchmark folder")
+
+    monkeypatch.setattr(flows.tools, "evaluate_model", must_not_run)
+    args = ["evaluate", str(flow_model), "--store", str(store)]
+    assert_fails_cleanly(run_cli, store, args, "expects a benchmark folder", "--data DIR")
+
+
+def test_score_with_truncated_weights_names_the_file(
+    run_cli: Run, store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    bad = _truncated_copy(flow_model, tmp_path / "truncated")
+    out = tmp_path / "scores.parquet"
+    args = ["score", str(EXAMPLE_PAIRS), "--model", str(bad), "--out", str(out), "--store", str(store)]
+    assert_fails_cleanly(run_cli, store, args, str(bad / "model.safetensors"), "truncated or damaged")
+    assert not out.exists()
+
+
+def test_debug_shows_the_traceback_of_an_expected_error(
+    store: Path, flow_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = base_args(store, flow_model, tmp_path / "absent.csv")
+    capsys.readouterr()
+    assert cli.main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "InputDataError" in err
+    assert err.splitlines()[-1].startswith("error: ") and "absent.csv" in err.splitlines()[-1]
+
+
+def test_a_bug_still_shows_its_traceback(
+    store: Path, flow_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected exception is not turned into an error line: it propagates (Python prints it)."""
+    monkeypatch.setenv("TRANS_ENCODER_FAULT", "bi_scores:1")  # a RuntimeError, i.e. a bug
+    args = base_args(store, flow_model, **{"bi.max_seq_length": "24"})
+    with console_output() as console, pytest.raises(RuntimeError, match="injected failure"):
+        cli.main(args)
+    assert "Traceback" in console.getvalue()
+
+
+def test_the_failed_flow_run_carries_the_error_line_as_its_state_message(
+    store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    """What the UI shows: the run ends Failed, and its state message holds the same one line."""
+    from flows.distill import distill
+
+    cfg = tiny_config(str(store), flow_model, None, pairs=str(tmp_path / "absent.parquet"))
+    state = distill(cfg, return_state=True)
+    assert state.is_failed()
+    assert state.message.endswith("absent.parquet does not exist; check the path or URL passed as --pairs.")
+
+
+@pytest.mark.parametrize(
+    "code", [errno.ENOSPC, errno.ENOTDIR, errno.EACCES, errno.EROFS, errno.EISDIR, errno.EDQUOT]
+)
+def test_deterministic_os_errors_are_not_retried(code: int) -> None:
+    from tasks.failures import is_deterministic_os_error
+    from tasks.stages import is_transient
+
+    exc = OSError(code, "x", "/store/stages/a/b")
+    assert is_deterministic_os_error(exc) and not is_transient(exc)
+    assert is_transient(OSError(errno.ECONNRESET, "reset")) and is_transient(TimeoutError())

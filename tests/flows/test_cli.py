@@ -127,6 +127,23 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(
     assert best(tmp_path / "s.json") == best(tmp_path / "r.json")
 
 
+def test_an_expected_error_in_a_real_terminal_is_one_line_without_a_traceback(
+    flow_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """What a user sees for a bad pair file in a fresh process: Prefect's run log, no traceback, and
+    one `error:` line last; nothing is written to the store."""
+    args = cli_args(flow_model, tmp_path / "store", data_root)
+    args[args.index("--pairs") + 1] = str(tmp_path / "absent.csv")
+    result = run_cli(args, tmp_path / "home")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: Pair file {tmp_path / 'absent.csv'} does not exist; check the path or URL passed as --pairs."
+    ]
+    assert not (tmp_path / "store" / "stages").exists()
+
+
 def test_evaluate_and_score_commands(
     flow_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -199,3 +216,43 @@ def test_data_fetch_downloads_and_verifies(
     err = capsys.readouterr().err
     assert "stsb/sts-dev.csv" in err and "sha256" in err
     assert not (fresh / "stsb" / "sts-dev.csv").exists()
+
+
+def test_a_published_run_exports_model_cards_that_sentence_transformers_loads(
+    flow_model: Path, tiny_sts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--publish` makes a self-distillation run a registry version (once: a rerun publishes nothing
+    new); its export carries model cards and loads in sentence-transformers with our scores."""
+    import torch
+    from sentence_transformers import CrossEncoder as STCross
+    from sentence_transformers import SentenceTransformer
+
+    from trans_encoder_core.encoders import BiEncoder, CrossEncoder
+    from trans_encoder_core.scoring import bi_scores, cross_scores
+
+    store = tmp_path / "store"
+    args = cli_args(flow_model, store, tiny_sts, "--publish", "--cycles", "1", "--run-name", "pub")
+    assert main(args) == 0
+    assert "registry: version 1 (" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "registry: version 1 (these models are already registry version 1)" in capsys.readouterr().out
+    assert sorted(p.name for p in (store / "registry" / "versions").iterdir()) == ["000001.json"]
+    release = tmp_path / "release"
+    assert main(["models", "export", "latest", str(release), "--store", str(store)]) == 0
+    cards = {kind: (release / kind / "README.md").read_text() for kind in ("bi", "cross")}
+    for kind, card in cards.items():
+        assert str(flow_model) in card, "the starting model"
+        assert "stages/ingest_pairs/" in card and "40 unlabeled sentence pairs" in card, "the pool"
+        assert "STS-B dev" in card and "STS-B test" in card, "the metrics per set"
+        assert '"publish": true' in card and '"cycles": 1' in card, "the run config"
+    assert "stages/train_cross/" in cards["cross"], "the lineage: the store key of the trained model"
+    assert "SentenceTransformer(" in cards["bi"] and "CrossEncoder(" in cards["cross"]
+    assert "AutoModel" in cards["bi"] and "AutoModelForSequenceClassification" in cards["cross"]
+    a, b = ["a man is playing a guitar", "the cat sits"], ["a man plays the guitar", "two dogs run"]
+    theirs = SentenceTransformer(str(release / "bi"), device="cpu").encode(a + b, convert_to_tensor=True)
+    ours = bi_scores(BiEncoder.from_pretrained(release / "bi"), a, b)
+    cosines = torch.nn.functional.cosine_similarity(theirs[:2], theirs[2:]).numpy()
+    assert cosines == pytest.approx(ours, abs=1e-5)
+    st_cross = STCross(str(release / "cross"), device="cpu").predict(list(zip(a, b, strict=True)))
+    ours_cross = cross_scores(CrossEncoder.from_pretrained(release / "cross"), a, b)
+    assert st_cross == pytest.approx(ours_cross, abs=1e-5)
