@@ -270,7 +270,8 @@ def test_prefect_yaml_holds_no_credentials() -> None:
 def test_stage_artifacts_hold_only_safe_file_types(tmp_path: Path, tiny_bert: Path) -> None:
     """Run every stage kind once (plain functions, no Prefect) and list the committed files."""
     from tasks.artifacts import model_input
-    from tasks.distill import bi_scores, cross_scores, evaluate, train_bi, train_cross
+    from tasks.distill import bi_scores, cross_scores, train_bi, train_cross
+    from tasks.evaluate import evaluate
     from tasks.ingest import ingest_pairs
     from tasks.store import COMMIT_FILE, Store
     from trans_encoder_core.config import (
@@ -302,7 +303,17 @@ def test_stage_artifacts_hold_only_safe_file_types(tmp_path: Path, tiny_bert: Pa
     cross_labels = cross_scores.fn(store_root, cross_model, pairs, cross_cfg, "cpu", 1)
     bi = train_bi.fn(store_root, cross_labels, cross_model, bi_cfg, None, "cpu", 1, 1)
     bi_model = {"ref": bi["uri"], "digest": bi["digest"]}
-    evaluate.fn(store_root, bi_model, "bi", None, ["stsb"], bi_cfg, cross_cfg, "cpu", 1)
+    evaluate.fn(
+        store_root,
+        {"bi": bi_model},
+        "bi",
+        None,
+        ["stsb"],
+        {"bi": bi_cfg},
+        {"bi": cross_cfg},
+        {"bi": "cpu"},
+        1,
+    )
 
     stages = {p.parent.parent.name for p in (root / "stages").glob(f"*/*/{COMMIT_FILE}")}
     assert stages >= {"ingest_pairs", "bi_scores", "train_cross", "cross_scores", "train_bi", "evaluate"}

@@ -71,7 +71,8 @@ def test_retrain_publishes_then_skips_then_continues_from_the_latest_model(
     assert (
         v2["pool"]["pairs"] == 40 and v2["new_files"] == ["b.csv"] and set(v2["inbox"]) == {"a.csv", "b.csv"}
     )
-    assert v2["config"]["plms"][0]["bi"]["model"] == v1["models"]["bi"] == v1["plms"]["packaged"]["bi"]
+    (plm,) = v1["plms"].values()  # the one PLM, named after its model folder
+    assert v2["config"]["plms"][0]["bi"]["model"] == v1["models"]["bi"] == plm["bi"]
     assert pending_files(store) == []
 
     assert main(["models", "list", "--store", store.root]) == 0
