@@ -1,7 +1,9 @@
-"""Stage `evaluate`: Spearman × 100 of one model, or of the mean of several models' scores (Table 1's
+"""Stage `evaluate`: the scores × 100 of one model, or of the mean of several models' scores (Table 1's
 ensemble rows: mean of cosines for bi-encoders, of probabilities for cross-encoders), on every
-available benchmark and STS-B dev. A single model is an ensemble of one; its key is the one the
-single-model stage always had (tasks/keys.py)."""
+available benchmark and STS-B dev (Spearman), and on the run's own sets (a dev file, which then
+replaces STS-B dev, test files, a binary task's sets) with the metric each one's labels call for. A
+single model is an ensemble of one; its key is the one the single-model stage always had, and the
+own sets enter it only when there are any (tasks/keys.py)."""
 
 from __future__ import annotations
 

@@ -199,3 +199,32 @@ def test_mrpc_runs_end_to_end_from_the_cli_and_reports_auc(
     assert "mrpc ROC-AUC x100" in out
     pool = summary["stages"][0]
     assert pool["name"] == "ingest_pairs"
+
+
+def test_binary_presets_are_the_papers_settings_and_qnli_trains_one_order() -> None:
+    from flows.config import preset_config
+
+    for task in ("mrpc", "qnli", "qqp"):
+        cfg = preset_config(f"paper-{task}")
+        (plm,) = cfg.plms
+        assert (cfg.binary_task, cfg.cycles, cfg.eval_tasks) == (task, 5, [])
+        assert (plm.cross.fit.epochs, plm.bi.fit.epochs) == (3, 15)
+        assert plm.cross.both_orders is (task != "qnli")
+    quick = preset_config("quick-mrpc")
+    assert quick.binary_task == "mrpc" and quick.cycles == 1 and quick.plms[0].bi.fit.precision == "bf16"
+    assert preset_config("quick-mrpc", pairs="mine.csv").binary_task is None  # own pairs win
+
+
+@pytest.mark.parametrize("name", ["dev", "stsb", "stsb_dev", "mrpc", "a/b", ""])
+def test_test_set_names_that_would_collide_or_escape_are_rejected(name: str) -> None:
+    from pydantic import ValidationError
+
+    from flows.config import DistillConfig
+
+    with pytest.raises(ValidationError, match="tests expects names"):
+        DistillConfig(tests={name: {"uri": "x.csv"}})
+
+
+def test_cli_test_option_expects_name_equals_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["self-distill", "--test", "nofile.csv", "--store", "memory://x"]) == 2
+    assert "--test expects NAME=FILE" in capsys.readouterr().err
