@@ -252,7 +252,8 @@ def evaluate_group(run: Run, models: Models, kind: str, cycle: int, label: str) 
 
 
 def evaluate_each(run: Run, models: Models, kind: str, cycles: dict[str, int]) -> dict[str, Result]:
-    """Spearman × 100 of one model per PLM (`kind` "bi" or "cross", from the given cycles)."""
+    """Scores × 100 of one model per PLM (`kind` "bi" or "cross", from the given cycles) on the
+    benchmarks and the run's own sets."""
     cfg, data, sets = run.cfg, run.data["data"], run.sets or None
     return run.each(
         evaluate,
