@@ -69,6 +69,26 @@ def plm_entries(args: argparse.Namespace, preset: list[PLMConfig]) -> list[dict[
     return entries
 
 
+def eval_file_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`--dev FILE`, `--test NAME=FILE` (repeatable) and `--label-column` as the `dev` and `tests`
+    fields (each file's other reading options stay settable with `--set dev.metric=spearman`, ...)."""
+    label = {"label_column": args.label_column} if getattr(args, "label_column", None) else {}
+    out: dict[str, Any] = {}
+    if getattr(args, "dev", None):
+        out["dev"] = {"uri": args.dev, **label}
+    tests = {}
+    for item in getattr(args, "test", None) or []:
+        name, sep, uri = item.partition("=")
+        if not sep or not name or not uri:
+            raise UsageError(f"--test expects NAME=FILE (e.g. --test support=support.csv), got {item!r}.")
+        if name in tests:
+            raise UsageError(f"--test expects each name once, got {name!r} twice; rename one.")
+        tests[name] = {"uri": uri, **label}
+    if tests:
+        out["tests"] = tests
+    return out
+
+
 def apply_plm_sets(entries: list[dict[str, Any]], sets: list[str]) -> None:
     """`--set plms.KEY=V` changes every PLM, `--set plms.NAME.KEY=V` only the PLM called NAME."""
     names = {e["name"]: e for e in entries}
@@ -103,7 +123,7 @@ def build_config(
         options = {k: getattr(args, k) for k in SHARED_OPTIONS if getattr(args, k, None) is not None}
         if getattr(args, "seed", None) is not None:
             options["seed"] = args.seed
-        merged = {**base, **options, "plms": plm_entries(args, preset.plms)}
+        merged = {**base, **options, "plms": plm_entries(args, preset.plms), **eval_file_options(args)}
         if getattr(args, "dask", None):
             merged["dask_address"] = args.dask
         sets = legacy_sets(args.set or [], single=max_plms == 1)
@@ -127,8 +147,9 @@ def _count_message(command: str, n: int, min_plms: int) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """Table 1 of the run: each PLM's start and best models, then the ensembles (Spearman × 100)."""
-    from flows.report import table_rows
+    """Table 1 of the run: each PLM's start and best models, then the ensembles (× 100; Spearman on
+    the STS sets, and a line naming each set's metric when the run has its own sets)."""
+    from flows.report import metric_note, table_rows
 
     rows = table_rows(summary)
     skip = {"model", "cycle", "dev", "avg"}
@@ -145,6 +166,8 @@ def format_table(summary: dict[str, Any]) -> str:
             f"cross {a['cross']['agreement_mean']}; mean spread bi {a['bi']['spread']:.4f}, "
             f"cross {a['cross']['spread']:.4f}"
         )
+    if note := metric_note(summary):
+        lines.append(note)
     missing = summary["data"]["missing"]
     if missing:
         lines.append("missing benchmarks (not in the average): " + ", ".join(sorted(missing)))
@@ -201,6 +224,19 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="publish the selected models as a registry version if they pass the dev gate",
     )
+    p.add_argument(
+        "--dev",
+        metavar="FILE",
+        help="your labelled dev file (sentence1, sentence2, label): every selection uses it, not STS-B dev",
+    )
+    p.add_argument(
+        "--test",
+        action="append",
+        metavar="NAME=FILE",
+        help="a labelled test file reported as NAME (repeatable); metric: ROC-AUC for 0/1 labels, else "
+        "Spearman (--set tests.NAME.metric=... overrides)",
+    )
+    p.add_argument("--label-column", help="label column of the --dev and --test files (default: label)")
     p.add_argument(
         "--set",
         action="append",

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trans_encoder_core.benchmarks import TASKS
+from trans_encoder_core.binary_tasks import BINARY_TASKS, BOTH_ORDERS
 from trans_encoder_core.config import (
     BiEncoderConfig,
     CrossEncoderConfig,
@@ -24,6 +25,7 @@ from trans_encoder_core.config import (
     cross_fit_defaults,
 )
 from trans_encoder_core.ensemble import check_model_name
+from trans_encoder_core.eval_sets import EvalFile
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 DASK_ENV_VAR = "TRANS_ENCODER_DASK_ADDRESS"
@@ -109,10 +111,17 @@ class DistillConfig(BaseModel):
     drop_invalid_rows: bool = Field(
         default=False, description="Drop rows with an empty or missing sentence instead of failing."
     )
-    pool: Literal["transductive", "inductive", "stsb"] = Field(
+    pool: Literal["transductive", "inductive", "stsb", "mrpc", "qnli", "qqp"] = Field(
         default="transductive",
         description="Benchmark pool when `pairs` is empty: 'transductive' (the paper: every pair of every "
-        "split of STS12-16, STS-B and SICK-R), 'inductive' (no test pairs) or 'stsb' (STS-B only).",
+        "split of STS12-16, STS-B and SICK-R), 'inductive' (no test pairs) or 'stsb' (STS-B only); or a "
+        "binary task, 'mrpc', 'qnli' or 'qqp' (paper §1.7: its train+dev+test pairs, its dev set selects "
+        "and its test set is reported, both by ROC-AUC; files from `binary_data`).",
+    )
+    binary_data: str | None = Field(
+        default=None,
+        description="Folder of the binary tasks (mrpc/, qnli/, qqp/) for a binary pool; empty: "
+        "$TRANS_ENCODER_BINARY_DATA.",
     )
     max_pairs: int | None = Field(
         default=None, ge=1, description="Keep a seeded random subset of this many pairs (empty: all)."
@@ -128,6 +137,17 @@ class DistillConfig(BaseModel):
     )
     eval_tasks: list[str] = Field(
         default_factory=lambda: list(TASKS), description="Benchmarks to report at the end."
+    )
+    dev: EvalFile | None = Field(
+        default=None,
+        description="Your labelled dev file (Parquet/CSV/TSV/JSONL: sentence1, sentence2 and a label "
+        "column): every selection uses it instead of STS-B dev (which is then not read). Metric: "
+        "ROC-AUC x100 for 0/1 labels, else Spearman x100 ('metric' overrides).",
+    )
+    tests: dict[str, EvalFile] = Field(
+        default_factory=dict,
+        description="Your labelled test files by name (letters, digits, '.', '_', '-'), reported next to "
+        "the benchmarks, each with the metric its labels call for.",
     )
     cycles: int = Field(default=3, ge=1, le=50, description="bi -> cross -> bi cycles (paper: 3 for STS).")
     restart: Literal["refresh", "sequential"] = Field(
@@ -211,6 +231,18 @@ class DistillConfig(BaseModel):
             raise ValueError(f"eval_tasks expects names from {list(TASKS)}, got unknown {unknown}.")
         return value
 
+    @field_validator("tests")
+    @classmethod
+    def _check_test_names(cls, value: dict[str, EvalFile]) -> dict[str, EvalFile]:
+        reserved = {"dev", "stsb_dev", *TASKS, *BINARY_TASKS}
+        for name in value:
+            if name in reserved or not _NAME.match(name) or len(name) > 64:
+                raise ValueError(
+                    f"tests expects names of letters, digits, '.', '_' or '-' (at most 64) other than "
+                    f"{sorted(reserved)}, got {name!r}; rename that test set."
+                )
+        return value
+
     @field_validator("plms")
     @classmethod
     def _check_plms(cls, value: list[PLMConfig]) -> list[PLMConfig]:
@@ -219,6 +251,11 @@ class DistillConfig(BaseModel):
         if repeated:
             raise ValueError(f"plms expects distinct names, got {repeated} more than once; rename them.")
         return value
+
+    @property
+    def binary_task(self) -> str | None:
+        """The binary task whose pool, dev and test set the run uses (None: STS or the user's pairs)."""
+        return self.pool if self.pairs is None and self.pool in BINARY_TASKS else None
 
     @property
     def mutual(self) -> bool:
@@ -264,6 +301,24 @@ def paper_mutual_plms() -> list[PLMConfig]:
     ]
 
 
+def binary_paper(task: str) -> dict[str, Any]:
+    """The paper's binary-task setting (algorithm.md §1.7, Table 16): the task's pool, 5 cycles, cross
+    3 epochs, bi 15 epochs, selection and test by ROC-AUC (the task's sets); QNLI's cross-encoder
+    trains on one pair order only (its pairs are asymmetric)."""
+    cross = CrossEncoderConfig(both_orders=BOTH_ORDERS[task], fit=cross_fit_defaults(epochs=3))
+    plm = PLMConfig(bi=BiEncoderConfig(fit=bi_fit_defaults(epochs=15)), cross=cross)
+    return {"run_name": task, "pool": task, "cycles": 5, "eval_tasks": [], "plms": [plm]}
+
+
+def binary_quick(task: str) -> dict[str, Any]:
+    """A CPU-sized binary run: the `quick` recipe (1 cycle, bf16, 1 bi epoch) on the task's pool."""
+    plm = quick_plm()
+    if not BOTH_ORDERS[task]:
+        cross = plm.cross.model_copy(update={"both_orders": False, "symmetric_labels": False})
+        plm = plm.model_copy(update={"cross": cross})
+    return {**QUICK_SHARED, "run_name": task, "pool": task, "eval_tasks": [], "plms": [plm]}
+
+
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     "paper": dict,
     "quick": lambda: {**QUICK_SHARED, "plms": [quick_plm()]},
@@ -273,6 +328,8 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
         "run_name": "mutual",
         "plms": [quick_plm(name="minilm"), quick_plm(name="mpnet", model="packaged-mpnet")],
     },
+    **{f"paper-{task}": (lambda t=task: binary_paper(t)) for task in BINARY_TASKS},
+    "quick-mrpc": lambda: binary_quick("mrpc"),
 }
 
 

@@ -24,7 +24,8 @@ from flows.config import DASK_ENV_VAR, DistillConfig
 from flows.report import publish_report
 from tasks.averaging import assign_devices, average_labels, visible_gpus
 from tasks.distill import bi_scores, cross_scores, train_bi, train_cross
-from tasks.evaluate import DEV_TASK, evaluate
+from tasks.eval_sets import eval_inputs
+from tasks.evaluate import dev_score, evaluate
 from tasks.ingest import ingest_pairs
 from tasks.inputs import benchmark_inputs, benchmark_root, fingerprint_model
 from tasks.preflight import check_starting_models, starting_refs
@@ -32,6 +33,7 @@ from tasks.retrain import publish_run
 from tasks.store import Store
 from tasks.unsup_init import init_bi
 from trans_encoder_core.benchmarks import DATA_ENV_VAR
+from trans_encoder_core.binary_tasks import resolve_binary_root
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.encoders import resolve_pooling
 from trans_encoder_core.errors import ConfigError
@@ -59,12 +61,29 @@ def pair_source(cfg: DistillConfig, data_root: str | None) -> dict[str, Any]:
             "on_invalid": "drop" if cfg.drop_invalid_rows else "error",
             **common,
         }
+    if cfg.binary_task is not None:
+        return {"kind": "binary", "data": binary_root(cfg), "pool": cfg.pool, **common}
     if data_root is None:
         raise ConfigError(
             "distill expects a pair file (pairs=...) or a benchmark folder for the benchmark pool, got "
             f"neither; pass --pairs FILE, or --data DIR / set {DATA_ENV_VAR}."
         )
     return {"kind": "benchmark", "data": data_root, "pool": cfg.pool, **common}
+
+
+def binary_root(cfg: DistillConfig) -> str | None:
+    """The binary-task folder a run reads: `binary_data`, else $TRANS_ENCODER_BINARY_DATA."""
+    root = resolve_binary_root(cfg.binary_data, os.environ)
+    return str(root.resolve()) if root else None
+
+
+def own_sets(cfg: DistillConfig) -> dict[str, Any]:
+    """The run's own dev and test sets (`tasks.eval_sets.eval_inputs`), read and checked once; none
+    without a dev file, test files or a binary pool (and then nothing here is read)."""
+    binary = (binary_root(cfg), cfg.binary_task) if cfg.binary_task else None
+    if cfg.dev is None and not cfg.tests and binary is None:
+        return {"dev": None, "tests": {}}
+    return eval_inputs(cfg.dev, cfg.tests, binary)
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,7 @@ class Run:
     start_cross: Models = field(default_factory=dict)
     pooling: dict[str, str] = field(default_factory=dict)
     log: list[tuple[str | None, Result]] = field(default_factory=list)
+    sets: dict[str, Result] = field(default_factory=dict)  # own sets evaluated next to the benchmarks
 
     @property
     def dev(self) -> dict[str, str] | None:
@@ -228,18 +248,20 @@ def evaluate_group(run: Run, models: Models, kind: str, cycle: int, label: str) 
         crosses={n: run.plms[n].cross for n in names},
         devices={n: run.plms[n].device for n in names},
         cycle=cycle,
+        sets=run.sets or None,
     )
     return result.result()
 
 
 def evaluate_each(run: Run, models: Models, kind: str, cycles: dict[str, int]) -> dict[str, Result]:
-    """Spearman × 100 of one model per PLM (`kind` "bi" or "cross", from the given cycles)."""
-    cfg, data = run.cfg, run.data["data"]
+    """Scores × 100 of one model per PLM (`kind` "bi" or "cross", from the given cycles) on the
+    benchmarks and the run's own sets."""
+    cfg, data, sets = run.cfg, run.data["data"], run.sets or None
     return run.each(
         evaluate,
         f"{kind} eval",
         lambda n, p: (
-            {"models": {n: models[n]}, "kind": kind, "data": data, "tasks": cfg.eval_tasks}
+            {"models": {n: models[n]}, "kind": kind, "data": data, "tasks": cfg.eval_tasks, "sets": sets}
             | {"bis": {n: p.bi}, "crosses": {n: p.cross}, "devices": {n: p.device}, "cycle": cycles[n]}
         ),
     )
@@ -254,7 +276,7 @@ def best_models(
     for n in run.plms:
         history = [c["models"][n] for c in cycles]
         dev_scores = {k: [h[k]["metrics"].get("dev") for h in history] for k in KINDS}
-        start_dev = starts[n]["metrics"]["tasks"].get(DEV_TASK)
+        start_dev = dev_score(starts[n]["metrics"]["tasks"])
         best[n] = select_best(
             dev_scores, start_dev, dev_selection=run.cfg.dev_selection, select_start=run.cfg.select_start
         )
@@ -331,9 +353,12 @@ def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa:
     cfg = config.model_copy(update={"store": Store(config.store).root})
     _check_runner(cfg)
     check_starting_models(cfg.store, starting_refs(cfg.plms))  # before any stage (a bad model: seconds)
-    data = benchmark_inputs(benchmark_root(cfg.data), cfg.eval_tasks)
+    own = own_sets(cfg)
+    data = benchmark_inputs(benchmark_root(cfg.data), cfg.eval_tasks, stsb_dev=own["dev"] is None)
+    data = data | ({"dev": own["dev"]} if own["dev"] else {})
     pairs = ingest_pairs(cfg.store, pair_source(cfg, data["data"] and data["data"]["data"]))
     run = Run(cfg, plm_runs(cfg, spread=_threaded()), data, pairs, log=[(None, pairs)])
+    run.sets = ({"dev": own["dev"]} if own["dev"] else {}) | own["tests"]
     starting_models(run)
     starts = evaluate_each(run, run.start_bi, "bi", dict.fromkeys(run.plms, 0))
     cycles, teacher = [], dict(run.start_bi)
@@ -344,7 +369,7 @@ def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa:
     evaluations = final_evaluations(run, best, chosen, starts)
     refs = {"start": run.start_bi, **chosen}
     outcome = {"log": run.log, "cycles": cycles, "evaluations": evaluations, "best": best, "refs": refs}
-    summary = publish_report(cfg, outcome | {"data": data})
+    summary = publish_report(cfg, outcome | {"data": data, "own_sets": own})
     if cfg.publish:  # a registry version, gated like a retrain's (tasks/retrain.py)
         gate = {"tolerance": cfg.publish_tolerance, "gate_on": cfg.publish_gate_on}
         summary["published"] = publish_run(cfg.store, summary, pairs, **gate)

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.plot import ChartLine, score_chart
 from tasks.artifacts import LABELS_FILE, read_table
+from tasks.eval_sets import DEV
 from tasks.evaluate import DEV_TASK
 from tasks.store import Store
 from trans_encoder_core.selection import KINDS, label_agreement
@@ -34,17 +35,38 @@ ENSEMBLE_ROWS = {"start_bi": "ensemble start bi", "bi": "ensemble bi", "cross": 
 
 
 def model_entry(model: str, cycle: int | dict[str, int], evaluation: Result) -> dict[str, Any]:
-    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, dev and test Spearman x100."""
+    """One evaluated model (or ensemble: cycle per PLM): where, which cycle, its dev and test scores
+    x100 and each one's metric (the run's own dev set, else STS-B dev; Spearman unless stated)."""
     tasks = dict(evaluation["metrics"]["tasks"])
-    dev = tasks.pop(DEV_TASK, None)
+    known = evaluation["metrics"].get("metrics") or {}
+    dev_name = DEV if DEV in tasks else DEV_TASK
+    dev = tasks.pop(dev_name, None)
     return {
         "model": model,
         "cycle": cycle,
         "dev": dev,
         "test": tasks,
+        "metrics": {"dev": known.get(dev_name, "spearman")} | {t: known.get(t, "spearman") for t in tasks},
         "average": evaluation["metrics"]["average"],
         "missing": evaluation["metrics"]["missing"],
     }
+
+
+METRIC_NAMES = {"spearman": "Spearman x100", "roc_auc": "ROC-AUC x100"}
+
+
+def eval_sets_info(data: dict[str, Any], own: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run selected on and tested on besides the benchmarks: the dev set (its name, metric,
+    source and digest: the registry gate compares only scores on the same dev set) and own test sets."""
+    own = own or {"dev": None, "tests": {}}
+    keep = ("metric", "source", "digest", "n")
+    dev = None
+    if own.get("dev"):
+        dev = {"name": DEV, **{k: own["dev"][k] for k in keep}}
+    elif data.get("dev"):
+        dev = {"name": DEV_TASK, "metric": "spearman", "source": "STS-B dev", "digest": data["dev"]["digest"]}
+    tests = {name: {k: ref[k] for k in keep} for name, ref in own.get("tests", {}).items()}
+    return {"dev": dev, "tests": tests}
 
 
 def cycle_agreement(store: Store, bi_labels: Result, cross_labels: Result) -> float | None:
@@ -147,6 +169,7 @@ def build_summary(cfg: Any, store: Store, outcome: dict[str, Any]) -> dict[str, 
         "averages": _averages(cycles),
         "stages": _stage_rows(log),
         "data": {"missing": data.get("missing") or {}, "reason": data.get("reason")},
+        "eval_sets": eval_sets_info(data, outcome.get("own_sets")),
         "all_cached": all(s["cached"] for _, s in log),
         "versions": _versions(),
     }
@@ -199,15 +222,40 @@ def cycle_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return [_round(r) for r in rows]
 
 
+def dev_label(summary: dict[str, Any]) -> str:
+    """How the report names the dev set: "STS-B dev", or the run's own with its metric."""
+    dev = (summary.get("eval_sets") or {}).get("dev")
+    if dev is None or dev["name"] == DEV_TASK:
+        return "STS-B dev"
+    return f"dev ({'AUC' if dev['metric'] == 'roc_auc' else 'Spearman'})"
+
+
+def metric_note(summary: dict[str, Any]) -> str | None:
+    """One line naming each set's metric when the run has its own sets (None: all Spearman, STS)."""
+    info = summary.get("eval_sets") or {}
+    if not info.get("tests") and not (info.get("dev") and info["dev"]["name"] == DEV):
+        return None
+    entries = [e for m in summary["models"].values() for e in (m["start"]["bi"], *m["best"].values())]
+    metrics = entries[0]["metrics"] if entries else {}
+    sources = {n: t["source"] for n, t in info.get("tests", {}).items()}
+    if info.get("dev"):
+        sources["dev"] = info["dev"]["source"]
+    parts = [
+        f"{n} {METRIC_NAMES.get(m, m)}" + (f" ({sources[n]})" if n in sources else "")
+        for n, m in metrics.items()
+    ]
+    return "metrics: " + "; ".join(parts)
+
+
 def chart_lines(summary: dict[str, Any]) -> list[ChartLine]:
     """The plotted lines, per PLM: dev of bi (cycle 0 = its start) and of cross, and label agreement."""
-    lines = []
+    lines, dev = [], dev_label(summary)
     for name, m in summary["models"].items():
         cycles = m["cycles"]
         start = [(0, m["start"]["bi"]["dev"])]
         lines += [
-            ChartLine(f"{name} bi", "STS-B dev", start + [(c["cycle"], c["bi"]["dev"]) for c in cycles]),
-            ChartLine(f"{name} cross", "STS-B dev", [(c["cycle"], c["cross"]["dev"]) for c in cycles]),
+            ChartLine(f"{name} bi", dev, start + [(c["cycle"], c["bi"]["dev"]) for c in cycles]),
+            ChartLine(f"{name} cross", dev, [(c["cycle"], c["cross"]["dev"]) for c in cycles]),
             ChartLine(
                 f"{name} bi vs cross",
                 "label agreement",
@@ -243,6 +291,8 @@ def markdown_report(summary: dict[str, Any], plot: dict[str, Any] | None = None)
     """The run report as markdown: models, scores and pseudo-labels per cycle, agreement, the plot."""
     cached = sum(s["cached"] for s in summary["stages"])
     parts = [f"# Trans-Encoder run `{summary['run_name']}`", "\n".join(_markdown_table(table_rows(summary)))]
+    if note := metric_note(summary):
+        parts.append(note)
     rows = cycle_rows(summary)
     if rows:
         parts += ["## Per cycle", "\n".join(_markdown_table(rows))]
@@ -255,8 +305,9 @@ def markdown_report(summary: dict[str, Any], plot: dict[str, Any] | None = None)
             )
         )
     if plot is not None:
+        dev = dev_label(summary)
         parts += [
-            "## Scores per cycle (Spearman x100)",
+            f"## Scores per cycle ({'Spearman x100' if dev == 'STS-B dev' else dev})",
             f"![scores per cycle](data:image/png;base64,{plot['png_base64']})",
             f"Plot: [{plot['uri']}]({_link(plot['uri'])}).",
         ]
@@ -280,7 +331,8 @@ def publish_report(cfg: Any, outcome: dict[str, Any]) -> dict[str, Any]:
     store.write_json(uri, summary)
     summary["summary_uri"] = uri
     key = artifact_key(cfg.run_name)
-    create_table_artifact(table_rows(summary), key=key, description="Spearman x100 per model")
+    description = metric_note(summary) or "Spearman x100 per model"
+    create_table_artifact(table_rows(summary), key=key, description=description)
     if summary["models"] and any(m["cycles"] for m in summary["models"].values()):
         create_table_artifact(
             cycle_rows(summary),

@@ -1,7 +1,9 @@
-"""Stage `evaluate`: Spearman × 100 of one model, or of the mean of several models' scores (Table 1's
+"""Stage `evaluate`: the scores × 100 of one model, or of the mean of several models' scores (Table 1's
 ensemble rows: mean of cosines for bi-encoders, of probabilities for cross-encoders), on every
-available benchmark and STS-B dev. A single model is an ensemble of one; its key is the one the
-single-model stage always had (tasks/keys.py)."""
+available benchmark and STS-B dev (Spearman), and on the run's own sets (a dev file, which then
+replaces STS-B dev, test files, a binary task's sets) with the metric each one's labels call for. A
+single model is an ensemble of one; its key is the one the single-model stage always had, and the
+own sets enter it only when there are any (tasks/keys.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any, Literal
 
 from tasks import keys
 from tasks.artifacts import RESULTS_FILE, load_encoder
+from tasks.eval_sets import DEV, load_eval_set
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.benchmarks import LabelledPairs, available_tasks, load_stsb, load_task
@@ -21,30 +24,57 @@ from trans_encoder_core.runtime import resolve_device
 
 Kind = Literal["bi", "cross"]
 DEV_TASK = "stsb_dev"
+
+
+def dev_score(results: dict[str, float]) -> float | None:
+    """The dev score of an evaluation's results: the run's own dev set if it has one, else STS-B dev."""
+    return results.get(DEV, results.get(DEV_TASK))
+
+
 NO_DATA = "no benchmark folder (set TRANS_ENCODER_DATA or --data)"
 
 
+def set_average(results: dict[str, float], tasks: list[str], tests: dict[str, str]) -> float | None:
+    """The mean over the benchmarks of `tasks` present (the paper's Avg.); without any, the mean over
+    the run's own test sets (`tests`: name -> metric) when they share one metric (Table 11's avg)."""
+    average = mean_over_present(results, tasks)
+    if average is None and tests and len(set(tests.values())) == 1:
+        average = mean_over_present(results, list(tests))
+    return average
+
+
 def write_results(
-    folder: Path, results: dict[str, float], missing: Any, tasks: list[str], **extra: Any
+    folder: Path,
+    results: dict[str, float],
+    missing: Any,
+    tasks: list[str],
+    metrics: dict[str, str] | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """An evaluation's results.json: Spearman per task, what is missing, the average over `tasks`."""
+    """An evaluation's results.json: the score per set, what is missing, the average over `tasks`;
+    with the run's own sets also `metrics` (set name -> "spearman" or "roc_auc")."""
+    tests = {n: m for n, m in (metrics or {}).items() if n not in (*tasks, DEV, DEV_TASK)}
     payload = {
         **extra,
+        **({"metrics": metrics} if metrics else {}),
         "tasks": results,
         "missing": missing,
-        "average": mean_over_present(results, tasks),
+        "average": set_average(results, tasks, tests),
         "complete": not missing,
     }
     (folder / RESULTS_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
     return payload
 
 
-def benchmark_sets(root: str, tasks: list[str]) -> tuple[dict[str, LabelledPairs], dict[str, str]]:
-    """The test sets of `tasks` present under `root` (plus STS-B dev), and why the others are missing."""
+def benchmark_sets(
+    root: str, tasks: list[str], stsb_dev: bool = True
+) -> tuple[dict[str, LabelledPairs], dict[str, str]]:
+    """The test sets of `tasks` present under `root` (plus STS-B dev unless `stsb_dev` is False), and
+    why the others are missing."""
     availability = available_tasks(root)
     missing = {t: reason for t in tasks if (reason := availability.get(t))}
     sets = {t: load_task(root, t) for t in tasks if t not in missing}
-    if availability.get("stsb") is None:
+    if stsb_dev and availability.get("stsb") is None:
         sets[DEV_TASK] = load_stsb(root, "dev")
     return sets, missing
 
@@ -70,20 +100,28 @@ def evaluate(
     crosses: dict[str, CrossEncoderConfig],
     devices: dict[str, str],
     cycle: int = 0,
+    sets: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Spearman × 100 of the unweighted mean of `models`' scores (one model: its own scores)."""
+    """Spearman × 100 of the unweighted mean of `models`' scores (one model: its own scores) on the
+    benchmarks, and on the run's own `sets` (name -> reference, `tasks.eval_sets`) with their metrics;
+    an own set named "dev" replaces STS-B dev, which is then not read."""
     store = Store(store_root)
     names = sorted(models)
-    stage, config, inputs = keys.evaluate(kind, tasks, models, bis, crosses, data)
+    stage, config, inputs = keys.evaluate(kind, tasks, models, bis, crosses, data, sets)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
+        own = {name: load_eval_set(ref) for name, ref in (sets or {}).items()}
         if data is None:
-            results, missing = {}, dict.fromkeys(tasks, NO_DATA)
+            bench, missing = {}, dict.fromkeys(tasks, NO_DATA)
         else:
+            bench, missing = benchmark_sets(data["data"], tasks, stsb_dev=DEV not in own)
+        results = {}
+        if bench or own:
             scorers = [_scorer(store, models[n]["ref"], kind, bis[n], crosses[n], devices[n]) for n in names]
-            sets, missing = benchmark_sets(data["data"], tasks)
-            results = evaluate_scorer(scorers[0] if len(scorers) == 1 else ensemble_scorer(scorers), sets)
+            scorer = scorers[0] if len(scorers) == 1 else ensemble_scorer(scorers)
+            results = evaluate_scorer(scorer, bench | own)
+        metrics = {n: getattr(s, "metric", "spearman") for n, s in (bench | own).items()} if own else None
         extra = {"models": names} if len(names) > 1 else {}
-        return write_results(folder, results, missing, tasks, **extra)
+        return write_results(folder, results, missing, tasks, metrics, **extra)
 
     return run_stage(store, stage, cycle, config, inputs, compute)

@@ -1,4 +1,5 @@
-"""Stage `ingest_pairs`: a user pair file or the benchmark pool → the normalised pair table."""
+"""Stage `ingest_pairs`: a user pair file, the STS benchmark pool or a binary task's pool (MRPC, QNLI,
+QQP: train + dev + test pairs, paper §1.7) → the normalised pair table."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import fsspec
 from tasks import keys
 from tasks.artifacts import PAIRS_FILE, data_digest, write_table
 from tasks.stages import pipeline_task, run_stage
-from tasks.store import Store
+from tasks.store import Store, digest_json
 from trans_encoder_core.benchmarks import TASKS
+from trans_encoder_core.binary_tasks import binary_pool, load_binary_task
 from trans_encoder_core.errors import InputDataError
 from trans_encoder_core.pair_files import read_pairs
 from trans_encoder_core.pool import subsample, training_pool
@@ -85,10 +87,30 @@ def _ingest_benchmark(store: Store, source: dict[str, Any]) -> dict[str, Any]:
     return run_stage(store, "ingest_pairs", 0, *key, compute)
 
 
+def _ingest_binary(store: Store, source: dict[str, Any]) -> dict[str, Any]:
+    root, task = source["data"], source["pool"]
+    options = {"pool": task, "max_pairs": source["max_pairs"], "seed": subsample_seed(source)}
+    splits = load_binary_task(root, task)  # small files: read here for their digests, reused below
+    files = digest_json(
+        sorted(Path(path).relative_to(root).as_posix() + ":" + sha for path, sha in splits.files.items())
+    )
+
+    def compute(folder: Path, key: str) -> dict[str, Any]:
+        table, stats = binary_pool(splits, mode="transductive")
+        table = subsample(table, options["max_pairs"], options["seed"])
+        write_table(table, folder, PAIRS_FILE, {"stage": "ingest_pairs", "pool": task, "key": key})
+        stats["files"] = {Path(p).relative_to(root).as_posix(): sha for p, sha in stats["files"].items()}
+        return {"n_pairs": table.num_rows, "pool_stats": stats}
+
+    return run_stage(store, "ingest_pairs", 0, *keys.ingest_binary(options, files), compute)
+
+
 @pipeline_task
 def ingest_pairs(store_root: str, source: dict[str, Any]) -> dict[str, Any]:
     """Normalise, deduplicate and store the unlabeled pair pool (algorithm.md §1.3)."""
     store = Store(store_root)
     if source["kind"] == "file":
         return _ingest_file(store, source)
+    if source["kind"] == "binary":
+        return _ingest_binary(store, source)
     return _ingest_benchmark(store, source)

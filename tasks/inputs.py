@@ -15,6 +15,8 @@ from tasks.store import Store
 from trans_encoder_core.benchmarks import DATA_ENV_VAR, LabelledPairs, available_tasks, load_stsb
 from trans_encoder_core.runtime import legacy_precision, resolve_precision
 
+STSB_DEV_FILE = "stsb/sts-dev.csv"
+
 
 def benchmark_root(explicit: str | None) -> str | None:
     """The benchmark folder a run reads: the configured one, else $TRANS_ENCODER_DATA, else None."""
@@ -28,8 +30,12 @@ def fingerprint_model(store_root: str, ref: str) -> dict[str, str]:
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def benchmark_inputs(root: str | None, tasks: list[str]) -> dict[str, Any]:
-    """Benchmark folder facts: its digest for evaluation, and the STS-B dev fingerprint for selection."""
+def benchmark_inputs(root: str | None, tasks: list[str], stsb_dev: bool = True) -> dict[str, Any]:
+    """Benchmark folder facts: its digest for evaluation, and the STS-B dev fingerprint for selection.
+
+    With `stsb_dev` False (the run brings its own dev set) STS-B dev is neither fingerprinted nor
+    read: the evaluation digest leaves `stsb/sts-dev.csv` out and there is no STS-B dev input.
+    """
     if root is None or not Path(root).is_dir():
         return {
             "data": None,
@@ -38,16 +44,24 @@ def benchmark_inputs(root: str | None, tasks: list[str]) -> dict[str, Any]:
         }
     availability = available_tasks(root)
     present = [t for t in tasks if availability.get(t) is None]
-    data = {"data": str(Path(root).resolve()), "digest": data_digest(root, present)}
+    skip = () if stsb_dev else (STSB_DEV_FILE,)
+    data = {"data": str(Path(root).resolve()), "digest": data_digest(root, present, skip=skip)}
     dev = None
-    if availability.get("stsb") is None:
+    if stsb_dev and availability.get("stsb") is None:
         dev = {"data": data["data"], "digest": data_digest(root, ["stsb"])}
     return {"data": data, "dev": dev, "missing": {t: r for t, r in availability.items() if r and t in tasks}}
 
 
 def dev_set(dev: dict[str, Any] | None) -> LabelledPairs | None:
-    """The selection set a training stage evaluates on (STS-B dev), or None without selection."""
-    return load_stsb(dev["data"], "dev") if dev else None
+    """The selection set a training stage evaluates on: STS-B dev, the run's own dev set (a reference
+    with a "kind", `tasks.eval_sets`), or None without selection."""
+    if not dev:
+        return None
+    if "kind" in dev:
+        from tasks.eval_sets import load_eval_set
+
+        return load_eval_set(dev)
+    return load_stsb(dev["data"], "dev")
 
 
 CPU_BF16_ENV = "TRANS_ENCODER_CPU_BF16"  # "0": precision "auto" stays fp32 on a CPU with native bf16

@@ -18,6 +18,8 @@ Ref = dict[str, Any]
 
 
 def _dev(dev: Ref | None) -> str:
+    """The selection set's digest: STS-B dev's files, or the run's own dev set's content and reading
+    options (a dev file's `eval_file_digest`, which covers its metric; a binary task's dev split)."""
     return dev["digest"] if dev else "none"
 
 
@@ -109,18 +111,26 @@ def evaluate(
     bis: dict[str, BiEncoderConfig],
     crosses: dict[str, CrossEncoderConfig],
     data: Ref | None,
+    sets: dict[str, Ref] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """An evaluation: of one model (stage `evaluate`) or of the mean of several (an ensemble stage)."""
+    """An evaluation: of one model (stage `evaluate`) or of the mean of several (an ensemble stage).
+
+    The run's own sets (a dev file, test files, a binary task's sets; `tasks.eval_sets`) enter only
+    when there are any: their names and metrics in the config, their content digests as inputs.
+    """
     names = sorted(models)
     lengths = [bis[n].max_seq_length if kind == "bi" else crosses[n].eval_max_length for n in names]
     poolings = [bis[n].pooling if kind == "bi" else None for n in names]
     data_digest = data["digest"] if data else "none"
+    own = {f"set:{name}": ref["digest"] for name, ref in sorted((sets or {}).items())}
+    metrics = {"sets": {name: ref["metric"] for name, ref in sorted(sets.items())}} if sets else {}
     if len(names) == 1:
         config = {"kind": kind, "tasks": sorted(tasks), "length": lengths[0], "pooling": poolings[0]}
-        return "evaluate", config, {"model": models[names[0]]["digest"], "data": data_digest}
+        inputs = {"model": models[names[0]]["digest"], "data": data_digest}
+        return "evaluate", config | metrics, inputs | own
     config = {"kind": kind, "tasks": sorted(tasks), "lengths": lengths, "pooling": poolings}
     inputs = {f"model:{n}": models[n]["digest"] for n in names} | {"data": data_digest}
-    return f"evaluate_{kind}_ensemble", config, inputs
+    return f"evaluate_{kind}_ensemble", config | metrics, inputs | own
 
 
 def ingest_file(options: dict[str, Any], file_sha256: str) -> Key:
@@ -131,3 +141,8 @@ def ingest_file(options: dict[str, Any], file_sha256: str) -> Key:
 def ingest_benchmark(options: dict[str, Any], data_digest: str) -> Key:
     """A benchmark pool: which pool and subsample, and the benchmark files it reads."""
     return {"kind": "benchmark", **options}, {"data": data_digest}
+
+
+def ingest_binary(options: dict[str, Any], files_digest: str) -> Key:
+    """A binary task's pool (paper §1.7): which task and subsample, and the task files it reads."""
+    return {"kind": "binary", **options}, {"data": files_digest}

@@ -3,6 +3,7 @@ publish the retrained models as a registry version (then record the ingested fil
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -97,11 +98,20 @@ def best_per_kind(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def model_metrics(summary: dict[str, Any]) -> dict[str, Any]:
-    """The scores of the models a version publishes (`best_per_kind`)."""
-    return {
-        kind: {k: entry[k] for k in ("cycle", "dev", "test", "average")}
-        for kind, entry in best_per_kind(summary).items()
-    }
+    """The scores of the models a version publishes (`best_per_kind`), with each set's metric."""
+    keys = ("cycle", "dev", "test", "average", "metrics")
+    return {kind: {k: entry[k] for k in keys if k in entry} for kind, entry in best_per_kind(summary).items()}
+
+
+def same_dev_set(dev_set: dict[str, Any] | None, latest: dict[str, Any] | None) -> bool:
+    """Whether the run's dev scores compare with the latest version's: the same dev set (by digest);
+    a version from before dev sets were recorded was selected on STS-B dev."""
+    if latest is None:
+        return True
+    theirs = latest.get("dev_set")
+    if theirs is None:
+        return dev_set is None or dev_set.get("name") == "stsb_dev"
+    return dev_set is not None and dev_set.get("digest") == theirs.get("digest")
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -159,7 +169,12 @@ def publish_selected(
     store = Store(store_root)
     metrics = model_metrics(summary)
     current = ((latest or {}).get("metrics", {}).get(gate_on) or {}).get("dev")
-    decision = gate(metrics[gate_on]["dev"], current, tolerance)
+    dev_set = (summary.get("eval_sets") or {}).get("dev")
+    comparable = same_dev_set(dev_set, latest)
+    decision = gate(metrics[gate_on]["dev"], current if comparable else None, tolerance)
+    if not comparable and latest is not None:
+        reason = "dev set differs from the latest version's: its score is not compared"
+        decision = dataclasses.replace(decision, reason=reason, current=current)
     outcome: dict[str, Any] = {"decision": decision.as_dict(), "version": None}
     if not decision.publish:
         return outcome
@@ -175,6 +190,7 @@ def publish_selected(
         "inbox": [f["name"] for f in pool["files"]] + (latest.get("inbox", []) if latest else []),
         "new_files": [f["name"] for f in pool["files"]],
         "gate": decision.as_dict(),
+        "dev_set": dev_set,
         "run": run,
     }
     stored = publish_version(store, record)

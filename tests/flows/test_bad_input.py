@@ -272,6 +272,65 @@ def test_a_one_pair_pool_runs_through(run_cli: Run, store: Path, flow_model: Pat
     assert labels["bi"]["n"] == 1 and labels["cross"]["n"] == 1
 
 
+# -- labelled dev and test files (issue 13) --------------------------------------------------------
+LABELLED = "sentence1,sentence2,label\nA man plays.,A man is playing.,1\nA dog runs.,A cat sleeps.,0\n"
+LABEL_CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...], tuple[str, ...]]] = {
+    "missing label": (
+        lambda d: _write(d, "dev.csv", LABELLED + "A cat naps.,A cat sleeps.,\n"),
+        ("dev.csv", "label column 'label'", "a missing value", "line 4", "fix or remove that row"),
+        (),
+    ),
+    "non-numeric label": (
+        lambda d: _write(d, "dev.tsv", LABELLED.replace(",", "\t").replace("\t0\n", "\tno\n")),
+        ("dev.tsv", "label column 'label'", "non-numeric value 'no'", "line 3"),
+        (),
+    ),
+    "parquet null label": (
+        lambda d: _parquet(
+            d,
+            "dev.parquet",
+            {"sentence1": ["A b.", "C d."], "sentence2": ["E f.", "G h."], "label": [1.0, None]},
+        ),
+        ("dev.parquet", "label column 'label'", "a missing value", "row 1"),
+        (),
+    ),
+    "not 0/1 for roc_auc": (
+        lambda d: _write(d, "dev.csv", LABELLED + "A cat naps.,A cat sleeps.,0.5\n"),
+        ("dev.csv", "labels 0 or 1 for metric 'roc_auc'", "got 0.5 at line 4", "use metric 'spearman'"),
+        ("--set", "dev.metric=roc_auc"),
+    ),
+    "dev with one class": (
+        lambda d: _write(d, "dev.csv", LABELLED.replace(",0\n", ",1\n")),
+        ("dev.csv", "expects both classes 0 and 1", "got only the label 1", "add pairs of the other class"),
+        (),
+    ),
+    "no label column": (
+        lambda d: _write(d, "dev.csv", "sentence1,sentence2,score\nA b.,C d.,1\nE f.,G h.,0\n"),
+        ("dev.csv", "label column 'label'", "got none", "label_column="),
+        (),
+    ),
+    "missing dev file": (
+        lambda d: d / "absent.csv",
+        ("absent.csv", "does not exist", "check the path"),
+        (),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(LABEL_CASES))
+@pytest.mark.parametrize("role", ["dev", "test"])
+def test_bad_labelled_file_is_reported_and_the_store_is_untouched(
+    case: str, role: str, run_cli: Run, store: Path, flow_model: Path, tmp_path: Path
+) -> None:
+    make, patterns, extra = LABEL_CASES[case]
+    if role == "test" and case == "dev with one class":
+        patterns = patterns[:1] + ("'mine'",) + patterns[1:]
+    path = make(tmp_path)
+    option = ["--dev", str(path)] if role == "dev" else ["--test", f"mine={path}"]
+    extra = tuple(a.replace("dev.", "tests.mine.") for a in extra) if role == "test" else extra
+    assert_fails_cleanly(run_cli, store, [*base_args(store, flow_model), *option, *extra], *patterns)
+
+
 # -- benchmark folders -----------------------------------------------------------------------------
 def _stsb_copy(data_root: Path, target: Path) -> Path:
     shutil.copytree(data_root / "stsb", target / "stsb")

@@ -119,6 +119,23 @@ def test_a_worse_model_is_not_published_and_its_files_stay_pending(tmp_path: Pat
     assert pending_files(store) == [] and read_ledger(store)["a.csv"]["version"] == 2
 
 
+def test_the_gate_compares_dev_scores_only_on_the_same_dev_set(tmp_path: Path) -> None:
+    """A version selected on one dev file is not held back by a score on another (issue 13)."""
+    store = Store(str(tmp_path / "store"))
+    pool = {"uri": "pool", "digest": "d", "metrics": {"n_pairs": 5}, "files": []}
+    kwargs = {"tolerance": 1.0, "gate_on": "bi", "run": {"name": "x"}}
+    mine = {"name": "dev", "metric": "roc_auc", "source": "dev.csv", "digest": "abc", "n": 40}
+    first = publish_candidate.fn(
+        store.root, _candidate(90.0) | {"eval_sets": {"dev": mine}}, pool, None, **kwargs
+    )
+    assert first["record"]["dev_set"] == mine
+    lower = _candidate(60.0) | {"eval_sets": {"dev": mine}}
+    assert not publish_candidate.fn(store.root, lower, pool, first["record"], **kwargs)["decision"]["publish"]
+    other = _candidate(60.0) | {"eval_sets": {"dev": mine | {"digest": "def"}}}
+    decision = publish_candidate.fn(store.root, other, pool, first["record"], **kwargs)["decision"]
+    assert decision["publish"] and "dev set differs" in decision["reason"]
+
+
 def test_merge_keeps_the_first_copy_of_each_pair() -> None:
     old, _ = make_pairs_table(["a", "b"], ["x", "y"])
     new, _ = make_pairs_table(["b", "c"], ["y", "z"])
