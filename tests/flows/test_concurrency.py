@@ -155,4 +155,4 @@ def test_a_different_configuration_on_the_same_store_does_not_interfere(
         assert all(store.verify(s["uri"]) is not None for s in summary["stages"])
     for run_name, rate in (("other", 1e-4), ("crash", 2e-5)):
         config = store.read_json(store.uri("runs", run_name, "summary.json"))["config"]
-        assert config["cross"]["fit"]["learning_rate"] == rate
+        assert config["plms"][0]["cross"]["fit"]["learning_rate"] == rate
