@@ -75,7 +75,8 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
     store, summary = work / f"store-{name}", work / f"summary-{name}.json"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "self-distill", "--preset", "paper"]
     cmd += ["--pairs", str(pairs), "--data", str(data), "--store", str(store), "--cycles", "1"]
-    cmd += ["--seed", str(seed), "--run-name", f"identical-{name}", "--summary", str(summary)]
+    run_name = "identical-" + name.replace("+", "-")
+    cmd += ["--seed", str(seed), "--run-name", run_name, "--summary", str(summary)]
     cmd += ["--set", 'eval_tasks=["stsb"]', *VARIANTS[name]]
     env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{name}"), "PYTHONUNBUFFERED": "1"}
     started = time.time()

@@ -22,7 +22,6 @@ from typing import Any
 
 import fsspec
 
-from tasks.objects import write_once
 from tasks.store import Store, StoreError, digest_json, safe_segment
 from trans_encoder_core.errors import InputDataError
 from trans_encoder_core.pair_files import PairReadResult, read_pairs
@@ -73,7 +72,7 @@ def add_pair_file(store: Store, source: str, *, name: str | None = None) -> dict
             f"Inbox expects a new file name, got {target!r} which is already in {store.uri(INBOX)}; "
             "inbox files are never overwritten: pass another name (e.g. with a date)."
         )
-    write_once(store, uri, data)
+    store.write_once(uri, data)
     return {
         "name": target,
         "uri": uri,

@@ -18,8 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from tasks.objects import ObjectExistsError, write_once
-from tasks.store import Store, StoreError
+from tasks.store import ObjectExistsError, Store, StoreError
 
 REGISTRY = "registry"
 VERSIONS = "versions"
@@ -155,7 +154,7 @@ def publish_version(store: Store, record: dict[str, Any]) -> dict[str, Any]:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
         try:
-            write_once(store, version_uri(store, number), _json_bytes(stored))
+            store.write_once(version_uri(store, number), _json_bytes(stored))
         except ObjectExistsError:
             continue  # another publisher took this number: take the next one
         store.write_json(latest_uri(store), {"version": number, "uri": version_uri(store, number)})

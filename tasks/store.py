@@ -50,6 +50,17 @@ class StoreError(TransEncoderError, ValueError):
     """A store URL, key or stored object is not usable."""
 
 
+class ObjectExistsError(StoreError, FileExistsError):
+    """A write-once object already exists under the requested name."""
+
+    @classmethod
+    def at(cls, uri: str) -> ObjectExistsError:
+        return cls(
+            f"Store expects a new name for a write-once object, got {uri} which already exists; "
+            "choose another name (stored objects are never overwritten)."
+        )
+
+
 class StoreIntegrityError(TransEncoderError, OSError):
     """Downloaded bytes do not match an artifact's recorded checksums (an I/O fault: retried)."""
 
@@ -321,6 +332,38 @@ class Store:
     def read_bytes(self, uri: str) -> bytes:
         with self.fs.open(self.path(uri), "rb") as fh:
             return fh.read()
+
+    def write_once(self, uri: str, data: bytes) -> None:
+        """Create the object `uri` with `data`, never replacing one (inbox files, registry versions).
+
+        Locally the bytes go to a temporary name that is hard-linked into place (`os.link` fails if the
+        name exists, atomically); on object stores the name is checked and then written with one PUT,
+        which leaves a small race between two writers of one name (the registry retries with the next
+        version number).
+
+        Raises:
+            ObjectExistsError: An object is already stored under `uri`; it is left untouched.
+        """
+        path = self.path(uri)
+        if not self.local:
+            if self.fs.exists(path):
+                raise ObjectExistsError.at(uri)
+            with self.fs.open(path, "wb") as fh:
+                fh.write(data)
+            return
+        final = Path(path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.link(tmp, final)
+        except FileExistsError:
+            raise ObjectExistsError.at(uri) from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Replace one object atomically (temporary name + rename locally; one PUT remotely)."""

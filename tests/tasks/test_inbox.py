@@ -18,8 +18,7 @@ from tasks.inbox import (
     read_ledger,
     record_ingested,
 )
-from tasks.objects import ObjectExistsError, write_once
-from tasks.store import Store, StoreError
+from tasks.store import ObjectExistsError, Store, StoreError
 from trans_encoder_core.errors import InputDataError
 
 CSV = (
@@ -83,9 +82,9 @@ def test_add_never_overwrites_an_inbox_file(store: Store, pair_file: Path, tmp_p
 
 def test_write_once_refuses_an_existing_object(store: Store) -> None:
     uri = store.uri("inbox", "x.csv")
-    write_once(store, uri, b"first")
+    store.write_once(uri, b"first")
     with pytest.raises(ObjectExistsError, match="already exists"):
-        write_once(store, uri, b"second")
+        store.write_once(uri, b"second")
     assert store.read_bytes(uri) == b"first"
 
 

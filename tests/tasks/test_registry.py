@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tasks.objects import ObjectExistsError, write_once
 from tasks.registry import (
     RegistryError,
     gate,
@@ -20,7 +19,7 @@ from tasks.registry import (
     resolve_version,
     version_uri,
 )
-from tasks.store import Store
+from tasks.store import ObjectExistsError, Store
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -71,14 +70,14 @@ def test_publish_numbers_versions_and_moves_latest(store: Store) -> None:
 def test_versions_are_immutable(store: Store) -> None:
     publish_version(store, _record(70.0))
     with pytest.raises(ObjectExistsError):
-        write_once(store, version_uri(store, 1), b"{}")
+        store.write_once(version_uri(store, 1), b"{}")
     assert read_version(store, 1)["metrics"]["bi"]["dev"] == 70.0
 
 
 def test_an_orphan_version_is_skipped_not_overwritten(store: Store) -> None:
     """A publisher that died after writing its version but before moving `latest` leaves an orphan."""
     publish_version(store, _record(70.0))
-    write_once(store, version_uri(store, 2), b'{"version": 2, "orphan": true}\n')
+    store.write_once(version_uri(store, 2), b'{"version": 2, "orphan": true}\n')
     third = publish_version(store, _record(71.0))
     assert (third["version"], third["parent"]) == (3, 1)
     assert read_version(store, 2) == {"version": 2, "orphan": True}
