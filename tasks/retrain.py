@@ -115,22 +115,6 @@ def same_dev_set(dev_set: dict[str, Any] | None, latest: dict[str, Any] | None) 
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def publish_candidate(
-    store_root: str,
-    summary: dict[str, Any],
-    pool: dict[str, Any],
-    latest: dict[str, Any] | None,
-    *,
-    tolerance: float,
-    gate_on: str,
-    run: dict[str, Any],
-) -> dict[str, Any]:
-    """Publish the run's selected models as a new version if they pass the dev gate, then record the
-    ingested inbox files in the ledger (never before: a failed or rejected run leaves them pending)."""
-    return publish_selected(store_root, summary, pool, latest, tolerance=tolerance, gate_on=gate_on, run=run)
-
-
-@task(cache_policy=NO_CACHE, persist_result=False)
 def publish_run(
     store_root: str, summary: dict[str, Any], pool: dict[str, Any], *, tolerance: float, gate_on: str
 ) -> dict[str, Any]:
@@ -165,7 +149,9 @@ def publish_selected(
     gate_on: str,
     run: dict[str, Any],
 ) -> dict[str, Any]:
-    """`publish_candidate`'s work (`pool["files"]`: the inbox files the pool was merged from)."""
+    """Publish the run's selected models as a new version if they pass the dev gate, then record the
+    ingested inbox files (`pool["files"]`) in the ledger (never before: a failed or rejected run
+    leaves them pending)."""
     store = Store(store_root)
     metrics = model_metrics(summary)
     current = ((latest or {}).get("metrics", {}).get(gate_on) or {}).get("dev")
@@ -199,3 +185,9 @@ def publish_selected(
     outcome["version"] = stored["version"]
     outcome["record"] = stored
     return outcome
+
+
+# The retrain's publishing step as a task of its own (its run in the UI says what it decided).
+publish_candidate = task(
+    publish_selected, name="publish_candidate", cache_policy=NO_CACHE, persist_result=False
+)
