@@ -101,6 +101,28 @@ def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _spread_weights(folder, seed=1)
 
 
+@pytest.fixture(scope="session")
+def tiny_mpnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MPNet folder (relative position bias on top of absolute positions), built once."""
+    from tests.tiny import make_tiny_model
+
+    return _spread_weights(make_tiny_model("mpnet", tmp_path_factory.mktemp("tiny_mpnet") / "model", seed=2), seed=2)
+
+
+def make_tiny_cross(model: Path, out: Path) -> Path:
+    """Save a 1-logit cross-encoder on `model` with a head wide enough that scores differ."""
+    import torch
+
+    from trans_encoder_core.encoders import CrossEncoder
+
+    cross = CrossEncoder.from_pretrained(model)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for param in cross.model.classifier.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * (1.0 if param.dim() == 2 else 0.1))
+    return cross.save(out)
+
+
 @pytest.fixture(scope="session", params=["bert", "roberta"])
 def tiny_model(request: pytest.FixtureRequest, tiny_bert: Path, tiny_roberta: Path) -> Path:
     """Each tiny model folder in turn (BERT with token_type_ids, RoBERTa without)."""
@@ -110,16 +132,7 @@ def tiny_model(request: pytest.FixtureRequest, tiny_bert: Path, tiny_roberta: Pa
 @pytest.fixture(scope="session")
 def tiny_cross_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved 1-logit cross-encoder on each tiny model, with a head wide enough that scores differ."""
-    import torch
-
-    from trans_encoder_core.encoders import CrossEncoder
-
-    cross = CrossEncoder.from_pretrained(tiny_model)
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for param in cross.model.classifier.parameters():
-            param.copy_(torch.randn(param.shape, generator=gen) * (1.0 if param.dim() == 2 else 0.1))
-    return cross.save(tmp_path_factory.mktemp("tiny_cross") / "model")
+    return make_tiny_cross(tiny_model, tmp_path_factory.mktemp("tiny_cross") / "model")
 
 
 @pytest.fixture(scope="module")

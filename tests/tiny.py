@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertModel, PreTrainedTokenizerFast, RobertaConfig, RobertaModel
+from transformers import (
+    BertConfig,
+    BertModel,
+    MPNetConfig,
+    MPNetModel,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaModel,
+)
 
 CORPUS = [
     "a man is playing a guitar",
@@ -73,7 +81,7 @@ def _train_tokenizer(kind: str) -> PreTrainedTokenizerFast:
 
 
 def make_tiny_model(kind: str, folder: Path, *, seed: int = 0, hidden: int = 32) -> Path:
-    """Write a tiny random `kind` ("bert" or "roberta") encoder with its tokenizer to `folder`."""
+    """Write a tiny random `kind` ("bert", "roberta" or "mpnet") encoder with its tokenizer to `folder`."""
     import torch
 
     torch.manual_seed(seed)
@@ -88,6 +96,8 @@ def make_tiny_model(kind: str, folder: Path, *, seed: int = 0, hidden: int = 32)
     )
     if kind == "bert":
         model = BertModel(BertConfig(**common, pad_token_id=tokenizer.pad_token_id))
+    elif kind == "mpnet":  # the byte-level BPE tokenizer has MPNet's special-token ids too
+        model = MPNetModel(MPNetConfig(**common, pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=2))
     else:
         model = RobertaModel(
             RobertaConfig(

@@ -8,8 +8,10 @@ mask, so a token attends exactly to the tokens of its own sequence, as in the pa
 The encoder's output is scattered back to the padded (B, L_p, hidden) layout, so pooling and heads
 are unchanged. The result equals the padded one up to float rounding (tests/core/test_packing.py).
 
-It is exact only where positions come from `position_ids` alone and attention takes a 4D mask:
-BERT and RoBERTa-style models (absolute position embeddings) with eager or SDPA attention.
+It is exact only where absolute positions come from `position_ids` and attention takes a 4D mask:
+BERT and RoBERTa-style models with eager or SDPA attention, and MPNet, whose extra relative position
+bias depends only on the distance j - i between two tokens, which packing keeps within a sequence
+(the contiguous block) and masks between sequences.
 `packing_support` names the reason for anything else, and the encoders then use the padded path.
 Dropout draws different masks on a packed batch (other shapes), so a fit with dropout is
 statistically, not bitwise, the same as a padded one.
@@ -37,13 +39,15 @@ ROW_TOKENS = 64
 # (scoring) batches are already ~99 % real tokens and would gain nothing.
 MAX_PACKED_FRACTION = 0.9
 
-_POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "camembert")
+# Types whose absolute positions count from padding_idx + 1 (RoBERTa's convention, kept by MPNet).
+_POSITION_OFFSET_TYPES = ("roberta", "xlm-roberta", "camembert", "mpnet")
 _SUPPORTED_TYPES = ("bert", *_POSITION_OFFSET_TYPES)
 _CROSS_HEADS = {
     "BertForSequenceClassification": "bert",
     "RobertaForSequenceClassification": "roberta",
     "XLMRobertaForSequenceClassification": "roberta",
     "CamembertForSequenceClassification": "roberta",
+    "MPNetForSequenceClassification": "roberta",  # same head shape: dense, tanh, out_proj on token 0
 }
 
 

@@ -1,9 +1,9 @@
 """Padding-free batches (trans_encoder_core.packing): packed rows compute what padded batches compute.
 
 Embeddings, cross logits, both distillation losses and their gradients, and a whole fit's loss
-curve are compared between the packed and the padded path on tiny BERT and RoBERTa models (dropout
-off: with dropout the two paths draw different masks); the row plan and the packed inputs are
-checked directly; an architecture whose positions do not come from `position_ids` stays padded.
+curve are compared between the packed and the padded path on tiny BERT, RoBERTa and MPNet models
+(dropout off: with dropout the two paths draw different masks); the row plan and the packed inputs
+are checked directly; an architecture whose positions do not come from `position_ids` stays padded.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from transformers import MPNetConfig, MPNetModel
+from transformers import DistilBertConfig, DistilBertModel
 
+from tests.conftest import make_tiny_cross
 from tests.tiny import CORPUS
 from trans_encoder_core.batching import Ragged, Tokenized, tokenize_pairs, tokenize_texts
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig, bi_fit_defaults, cross_fit_defaults
@@ -25,6 +26,17 @@ from trans_encoder_core.losses import cosine_mse, soft_bce_with_logits
 from trans_encoder_core.packing import encoder_hidden, pack_batch, packing_support, plan_rows
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+@pytest.fixture(scope="module", params=["bert", "roberta", "mpnet"])
+def tiny_model(request: pytest.FixtureRequest, tiny_bert: Path, tiny_roberta: Path, tiny_mpnet: Path) -> Path:
+    """Here MPNet too: its relative position bias must survive packing."""
+    return {"bert": tiny_bert, "roberta": tiny_roberta, "mpnet": tiny_mpnet}[request.param]
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_cross(tiny_model, tmp_path_factory.mktemp("tiny_cross") / "model")
 
 CPU = torch.device("cpu")
 LONG = "a man is playing a guitar while a woman is slicing an onion and two dogs run in the park"
@@ -110,6 +122,8 @@ def test_sorted_batches_stay_padded(tiny_bert: Path) -> None:
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_packed_embeddings_equal_padded(tiny_model: Path, pooling: str, attn: str) -> None:
     bi = BiEncoder.from_pretrained(tiny_model, pooling=pooling, max_seq_length=32)
+    if attn == "sdpa" and not bi.model._supports_sdpa:
+        pytest.skip(f"{type(bi.model).__name__} has eager attention only")
     bi.model.config._attn_implementation = attn
     batch = tokenize_texts(bi.tokenizer, TEXTS, 32).collate(np.arange(len(TEXTS)), CPU)
     assert pack_batch(batch, bi.model) is not None
@@ -213,20 +227,18 @@ def test_a_packed_fit_follows_the_padded_loss_curve(tiny_model: Path, kind: str)
 # --- where packing is not exact ---------------------------------------------------------------------------
 
 
-def test_mpnet_falls_back_to_padded_batches(tiny_bert: Path) -> None:
-    """MPNet adds a relative position bias computed from the row layout: packing would change it."""
+def test_distilbert_falls_back_to_padded_batches(tiny_bert: Path) -> None:
+    """DistilBERT takes no position_ids (its positions are the row layout): packing would change them."""
     torch.manual_seed(0)
-    config = MPNetConfig(
-        vocab_size=400, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-    )
+    config = DistilBertConfig(vocab_size=400, dim=32, n_layers=2, n_heads=2, hidden_dim=64)
     bi = BiEncoder.from_pretrained(tiny_bert, max_seq_length=32)
-    mpnet = BiEncoder(MPNetModel(config).eval(), bi.tokenizer, pooling="mean", packing=True)
-    assert "mpnet" in packing_support(mpnet.model)
-    assert not mpnet.packs
+    distil = BiEncoder(DistilBertModel(config).eval(), bi.tokenizer, pooling="mean", packing=True)
+    assert "distilbert" in packing_support(distil.model)
+    assert not distil.packs
     batch = tokenize_texts(bi.tokenizer, TEXTS, 32).collate(np.arange(len(TEXTS)), CPU)
     with torch.no_grad():
-        expected = encoder_hidden(mpnet.model, batch, pack=False)
-        got = mpnet(batch)
+        expected = encoder_hidden(distil.model, batch, pack=False)
+        got = distil(batch)
     mask = batch["attention_mask"].unsqueeze(-1).float()
     torch.testing.assert_close(got, (expected * mask).sum(1) / mask.sum(1))
 
