@@ -34,8 +34,11 @@ def benchmark_inputs(root: str | None, tasks: list[str], stsb_dev: bool = True) 
     """Benchmark folder facts: its digest for evaluation, and the STS-B dev fingerprint for selection.
 
     With `stsb_dev` False (the run brings its own dev set) STS-B dev is neither fingerprinted nor
-    read: the evaluation digest leaves `stsb/sts-dev.csv` out and there is no STS-B dev input.
+    read: the evaluation digest leaves `stsb/sts-dev.csv` out and there is no STS-B dev input. With
+    no tasks either (a binary task's run) the folder is not an input at all, set or not.
     """
+    if not tasks and not stsb_dev:  # nothing is read from the folder, so it keys nothing either
+        return {"data": None, "dev": None, "missing": {}}
     if root is None or not Path(root).is_dir():
         return {
             "data": None,

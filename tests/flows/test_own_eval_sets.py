@@ -161,6 +161,7 @@ def binary_root() -> Path:
 def test_mrpc_runs_end_to_end_from_the_cli_and_reports_auc(
     binary_root: Path,
     flow_model: Path,
+    tiny_sts: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -199,6 +200,10 @@ def test_mrpc_runs_end_to_end_from_the_cli_and_reports_auc(
     assert "mrpc ROC-AUC x100" in out
     pool = summary["stages"][0]
     assert pool["name"] == "ingest_pairs"
+    # A binary run reads no STS folder, so pointing $TRANS_ENCODER_DATA at one changes no key.
+    monkeypatch.setenv("TRANS_ENCODER_DATA", str(tiny_sts))
+    assert cli.main(args) == 0
+    assert json.loads(summary_path.read_text())["all_cached"]
 
 
 def test_binary_presets_are_the_papers_settings_and_qnli_trains_one_order() -> None:
