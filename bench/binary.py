@@ -21,9 +21,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from cli_runs import run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = (("start bi", "start", "bi"), ("TEnc bi", "best", "bi"), ("TEnc cross", "best", "cross"))
@@ -101,12 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             path = (out_dir / f"{args.preset}-seed-{seed}.summary.json").resolve()
             cmd = run_command(args, seed, path)
-            print("$", " ".join(cmd), flush=True)
-            started = time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ.copy())
-            runs.append(
-                {"summary": str(path), "seconds": round(time.perf_counter() - started, 1), "command": cmd}
-            )
+            seconds = run_cli(cmd)
+            runs.append({"summary": str(path), "seconds": round(seconds, 1), "command": cmd})
     per_seed = []
     for run in runs:
         summary = json.loads(Path(run["summary"]).read_text())

@@ -23,9 +23,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is not a package
+from cli_runs import run_cli  # noqa: E402
 
 TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
 HEADERS = ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R")
@@ -200,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             kind = "mutual" if args.mutual or len(args.model or []) > 1 else "self"
             path = out_dir / f"{kind}-seed-{seed}.json"
             cmd = run_command(args, seed, path)
-            print("$", " ".join(cmd), flush=True)
-            t0 = time.perf_counter()
-            subprocess.run(cmd, cwd=ROOT, check=True, env=os.environ.copy())
-            seconds = time.perf_counter() - t0
+            seconds = run_cli(cmd)
             runs.append({"summary": str(path), "seconds": seconds, "data": json.loads(path.read_text())})
     per_seed = [summary_rows(r["data"]) for r in runs]
     means = mean_rows(per_seed)

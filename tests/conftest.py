@@ -106,7 +106,9 @@ def tiny_mpnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random MPNet folder (relative position bias on top of absolute positions), built once."""
     from tests.tiny import make_tiny_model
 
-    return _spread_weights(make_tiny_model("mpnet", tmp_path_factory.mktemp("tiny_mpnet") / "model", seed=2), seed=2)
+    return _spread_weights(
+        make_tiny_model("mpnet", tmp_path_factory.mktemp("tiny_mpnet") / "model", seed=2), seed=2
+    )
 
 
 def make_tiny_cross(model: Path, out: Path) -> Path:

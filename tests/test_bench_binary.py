@@ -31,3 +31,16 @@ def test_rows_follow_table_11_and_means_are_per_row() -> None:
     assert mean[1]["mrpc"] == pytest.approx(73.0) and mean[1]["dev"] == pytest.approx(74.0)
     assert mean[0]["mrpc"] == pytest.approx(70.0)
     assert "TEnc cross" in binary.format_table(mean, "mean")
+
+
+def test_a_failed_run_ends_the_benchmark_with_one_line() -> None:
+    import sys
+
+    sys.path.insert(0, str(_PATH.parent))
+    from cli_runs import run_cli
+
+    assert run_cli([sys.executable, "-c", "pass"]) >= 0
+    with pytest.raises(SystemExit) as failed:
+        run_cli([sys.executable, "-c", "raise SystemExit(3)"])
+    message = str(failed.value)
+    assert message.startswith("error: the run above exited with status 3;") and "\n" not in message

@@ -97,7 +97,9 @@ def make_tiny_model(kind: str, folder: Path, *, seed: int = 0, hidden: int = 32)
     if kind == "bert":
         model = BertModel(BertConfig(**common, pad_token_id=tokenizer.pad_token_id))
     elif kind == "mpnet":  # the byte-level BPE tokenizer has MPNet's special-token ids too
-        model = MPNetModel(MPNetConfig(**common, pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=2))
+        model = MPNetModel(
+            MPNetConfig(**common, pad_token_id=tokenizer.pad_token_id, bos_token_id=0, eos_token_id=2)
+        )
     else:
         model = RobertaModel(
             RobertaConfig(

@@ -38,6 +38,7 @@ def tiny_model(request: pytest.FixtureRequest, tiny_bert: Path, tiny_roberta: Pa
 def tiny_cross_model(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_cross(tiny_model, tmp_path_factory.mktemp("tiny_cross") / "model")
 
+
 CPU = torch.device("cpu")
 LONG = "a man is playing a guitar while a woman is slicing an onion and two dogs run in the park"
 TEXTS = [*CORPUS, "a", "zebra quokka", LONG]
