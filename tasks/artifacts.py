@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save as safetensors_save
+from safetensors.torch import save_file
 
 from tasks.store import Store, StoreError, sha256_file
 from trans_encoder_core.benchmarks import TASKS, task_files
@@ -134,7 +134,7 @@ def read_results(store: Store, art_uri: str) -> dict[str, Any]:
 def save_checkpoint(store: Store, uri: str, state: TrainState) -> None:
     """Write a training checkpoint as one safetensors object (atomic replace)."""
     tensors, meta = pack_train_state(state)
-    store.write_bytes(uri, safetensors_save(tensors, metadata=meta))
+    store.write_with(uri, lambda path: save_file(tensors, path, metadata=meta))
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

@@ -27,6 +27,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,18 +368,33 @@ class Store:
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         """Replace one object atomically (temporary name + rename locally; one PUT remotely)."""
-        path = self.path(uri)
         if self.local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            with open(tmp, "wb") as fh:
+            self.write_with(uri, lambda tmp: Path(tmp).write_bytes(data))
+        else:
+            with self.fs.open(self.path(uri), "wb") as fh:
                 fh.write(data)
-                fh.flush()
+
+    def write_with(self, uri: str, writer: Callable[[str], None]) -> None:
+        """Replace one object atomically with the file `writer(local_path)` writes, without holding
+        its bytes in memory (a checkpoint is ~4x the model's size): locally a temporary name in the
+        same folder, synced and renamed into place; remotely a temporary local file, then one upload.
+        """
+        path = self.path(uri)
+        if not self.local:
+            with tempfile.TemporaryDirectory(prefix="te-upload-") as folder:
+                local = os.path.join(folder, "object")
+                writer(local)
+                self.fs.put_file(local, path)
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            writer(tmp)
+            with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        else:
-            with self.fs.open(path, "wb") as fh:
-                fh.write(data)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     def write_json(self, uri: str, data: Any) -> None:
         self.write_bytes(uri, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())

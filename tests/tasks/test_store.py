@@ -111,6 +111,23 @@ def test_write_bytes_replaces_atomically(store: Store) -> None:
     assert store.read_json(uri) == {"a": 2}
 
 
+def test_write_with_streams_a_file_into_place_and_a_failed_writer_keeps_the_old_object(store: Store) -> None:
+    uri = store.uri("checkpoints", "s", "k", "state.safetensors")
+    store.write_with(uri, lambda path: Path(path).write_bytes(b"first"))
+    store.write_with(uri, lambda path: Path(path).write_bytes(b"second"))
+    assert store.read_bytes(uri) == b"second"
+
+    def torn(path: str) -> None:
+        Path(path).write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        store.write_with(uri, torn)
+    assert store.read_bytes(uri) == b"second"
+    folder = store.path(uri).rsplit("/", 1)[0]
+    assert [p.rsplit("/", 1)[-1] for p in store.fs.ls(folder, detail=False)] == ["state.safetensors"]
+
+
 def test_recommit_over_a_corrupted_artifact_sets_the_old_one_aside(store: Store, tmp_path: Path) -> None:
     uri = store.uri("stages", "x", "k1")
     store.commit_dir(_folder(tmp_path, "one", b"0123456789"), uri, {"n": 1})
