@@ -61,17 +61,24 @@ class FitConfig(_Frozen):
     packing: bool = Field(
         default=False,
         description="Padding-free batches: the sentences (pairs) of a batch are packed into dense rows "
-        "with a block-diagonal attention mask, so no compute goes to padding (BERT/RoBERTa; other "
-        "architectures run padded). Same examples and steps; equal to the padded fit up to float rounding "
-        "and dropout masks (ours; off in the paper).",
+        "with a block-diagonal attention mask, so no compute goes to padding (BERT, RoBERTa, MPNet; "
+        "other architectures run padded). Same examples and steps; equal to the padded fit up to float "
+        "rounding and dropout masks (ours; off in the paper).",
+    )
+    eval_autocast: bool = Field(
+        default=False,
+        description="Run the dev evaluations inside the fit in the fit's precision (bf16 inference when "
+        "training in bf16; ~2x cheaper on CPUs with AMX). Dev scores move by rounding, so selection can "
+        "differ in near ties (ours; off: fp32 evaluation as in the paper).",
     )
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
-        # `packing` appears in dumps (and so in stage keys) only when on: keys of earlier runs stay valid.
+        # Our options appear in dumps (and so in stage keys) only when on: keys of earlier runs stay valid.
         data = handler(self)
-        if not self.packing:
-            data.pop("packing", None)
+        for option in ("packing", "eval_autocast"):
+            if not getattr(self, option):
+                data.pop(option, None)
         return data
 
 

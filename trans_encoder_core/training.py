@@ -137,16 +137,18 @@ def fit(
     checkpoint_steps: int = 0,
     resume: TrainState | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
-    eval_autocast: bool = False,
+    eval_autocast: bool | None = None,
 ) -> TrainResult:
     """Train `module` on `n_examples` examples; `step_loss(indices)` returns the batch loss.
 
     `checkpoint` is called at each epoch end and every `checkpoint_steps` steps (0: epoch ends only)
     with a `TrainState` that `resume` accepts to continue the same fit; it must serialise the state
     before returning (on the CPU its `model` tensors are the live weights, released afterwards).
-    `eval_autocast` runs `evaluate` under the training precision's autocast (e.g. bf16 inference
-    when training uses bf16); off, evaluation computes as the scorer itself does (fp32 by default).
+    `eval_autocast` (default: `cfg.eval_autocast`) runs `evaluate` under the training precision's
+    autocast (e.g. bf16 inference when training uses bf16); off, evaluation computes as the scorer
+    itself does (fp32 by default).
     """
+    eval_autocast = cfg.eval_autocast if eval_autocast is None else eval_autocast
     if n_examples < 1:
         raise ValueError("Training expects at least one example, got 0; check the pair table.")
     device = next(module.parameters()).device

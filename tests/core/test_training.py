@@ -221,7 +221,17 @@ def test_eval_autocast_evaluates_in_the_training_precision(eval_autocast: bool) 
         return 0.0
 
     fit(module, 4, loss, _cfg(precision="bf16", epochs=1), evaluate=evaluate, eval_autocast=eval_autocast)
-    assert dtypes == [torch.bfloat16 if eval_autocast else torch.float32]
+    fit(module, 4, loss, _cfg(precision="bf16", epochs=1, eval_autocast=eval_autocast), evaluate=evaluate)
+    assert dtypes == [torch.bfloat16 if eval_autocast else torch.float32] * 2  # the argument, then the config
+
+
+def test_our_fit_options_enter_dumps_and_so_keys_only_when_on() -> None:
+    plain = _cfg().model_dump()
+    assert "packing" not in plain and "eval_autocast" not in plain
+    assert _cfg(packing=True, eval_autocast=True).model_dump() | {} == plain | {
+        "packing": True,
+        "eval_autocast": True,
+    }
 
 
 def test_without_evaluate_the_last_weights_are_kept() -> None:
