@@ -8,22 +8,37 @@ own sets enter it only when there are any (tasks/keys.py)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tasks import keys
 from tasks.artifacts import RESULTS_FILE, load_encoder
 from tasks.eval_sets import DEV, load_eval_set
-from tasks.stages import pipeline_task, run_stage
+from tasks.stages import pipeline_task, run_stage, stage_key
 from tasks.store import Store
 from trans_encoder_core.benchmarks import LabelledPairs, available_tasks, load_stsb, load_task
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
-from trans_encoder_core.evaluation import Scorer, bi_scorer, cross_scorer, ensemble_scorer, evaluate_scorer
+from trans_encoder_core.evaluation import (
+    Scorer,
+    bi_scorer,
+    cross_scorer,
+    ensemble_scorer,
+    mean_scores,
+    score_sets,
+    set_metrics,
+)
 from trans_encoder_core.metrics import mean_over_present
 from trans_encoder_core.runtime import resolve_device
 
 Kind = Literal["bi", "cross"]
 DEV_TASK = "stsb_dev"
+PREDICTIONS_FILE = "scores.parquet"
+logger = logging.getLogger(__name__)
 
 
 def dev_score(results: dict[str, float]) -> float | None:
@@ -79,6 +94,45 @@ def benchmark_sets(
     return sets, missing
 
 
+def predictions_uri(store: Store, key: str) -> str:
+    """Where a single model's evaluation keeps its per-pair scores: beside the stages, not in the
+    artifact (whose files, and so digests, stay what they were), for ensembles to reuse."""
+    return store.uri("predictions", "evaluate", key, PREDICTIONS_FILE)
+
+
+def save_predictions(store: Store, key: str, scores: dict[str, np.ndarray]) -> None:
+    """Write one evaluation's scores per set (columns `set`, `score`, sets one after another)."""
+    names = list(scores)
+    table = pa.table(
+        {
+            "set": pa.array(np.repeat(names, [len(scores[n]) for n in names]).astype(str)),
+            "score": pa.array(np.concatenate([np.asarray(scores[n]) for n in names])),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes(predictions_uri(store, key), sink.getvalue().to_pybytes())
+
+
+def load_predictions(store: Store, key: str, sets: dict[str, LabelledPairs]) -> dict[str, np.ndarray] | None:
+    """The saved scores of the evaluation `key` for exactly `sets` (each set's scored rows), or None
+    when there are none or they do not fit (an older store, a torn file): then the ensemble scores
+    again."""
+    uri = predictions_uri(store, key)
+    try:
+        if not store.exists(uri):
+            return None
+        table = pq.read_table(pa.BufferReader(store.read_bytes(uri)))
+        column, score = table.column("set").to_numpy(zero_copy_only=False), table.column("score").to_numpy()
+        out = {name: score[column == name] for name in sets}
+    except Exception as exc:  # noqa: BLE001 - a cache: anything unreadable is recomputed
+        logger.warning("ignoring unreadable predictions %s: %s", uri, exc)
+        return None
+    if set(np.unique(column)) != set(sets) or any(len(out[n]) != len(sets[n].scored()) for n in sets):
+        return None
+    return out
+
+
 def _scorer(
     store: Store, ref: str, kind: Kind, bi: BiEncoderConfig, cross: CrossEncoderConfig, device: str
 ) -> Scorer:
@@ -109,17 +163,32 @@ def evaluate(
     names = sorted(models)
     stage, config, inputs = keys.evaluate(kind, tasks, models, bis, crosses, data, sets)
 
+    def scores_of(sets_: dict[str, LabelledPairs], key: str) -> dict[str, np.ndarray]:
+        """One model: score and save its scores. An ensemble: the mean of its members' saved scores
+        when every member's own evaluation in this run left them (the same numbers, no model
+        loaded), else the mean of scoring with each member again."""
+        if len(names) > 1:
+            member_keys = [
+                stage_key(*keys.evaluate(kind, tasks, {n: models[n]}, bis, crosses, data, sets))
+                for n in names
+            ]
+            members = [load_predictions(store, k, sets_) for k in member_keys]
+            if all(m is not None for m in members):
+                logger.info("ensemble of %s: mean of the members' saved scores", ", ".join(names))
+                return {name: mean_scores([m[name] for m in members]) for name in sets_}
+        scorers = [_scorer(store, models[n]["ref"], kind, bis[n], crosses[n], devices[n]) for n in names]
+        scores = score_sets(scorers[0] if len(scorers) == 1 else ensemble_scorer(scorers), sets_)
+        if len(names) == 1:
+            save_predictions(store, key, scores)
+        return scores
+
     def compute(folder: Path, key: str) -> dict[str, Any]:
         own = {name: load_eval_set(ref) for name, ref in (sets or {}).items()}
         if data is None:
             bench, missing = {}, dict.fromkeys(tasks, NO_DATA)
         else:
             bench, missing = benchmark_sets(data["data"], tasks, stsb_dev=DEV not in own)
-        results = {}
-        if bench or own:
-            scorers = [_scorer(store, models[n]["ref"], kind, bis[n], crosses[n], devices[n]) for n in names]
-            scorer = scorers[0] if len(scorers) == 1 else ensemble_scorer(scorers)
-            results = evaluate_scorer(scorer, bench | own)
+        results = set_metrics(scores_of(bench | own, key), bench | own) if bench or own else {}
         metrics = {n: getattr(s, "metric", "spearman") for n, s in (bench | own).items()} if own else None
         extra = {"models": names} if len(names) > 1 else {}
         return write_results(folder, results, missing, tasks, metrics, **extra)

@@ -28,19 +28,37 @@ def cross_scorer(
     )
 
 
+def mean_scores(members: Sequence[np.ndarray]) -> np.ndarray:
+    """Unweighted mean per pair of several models' scores (algorithm.md §1.6), as float32."""
+    return np.mean(members, axis=0).astype(np.float32)
+
+
 def ensemble_scorer(scorers: Sequence[Scorer]) -> Scorer:
-    """Unweighted mean of several scorers' outputs per pair (algorithm.md §1.6)."""
-    return lambda a, b: np.mean([s(a, b) for s in scorers], axis=0).astype(np.float32)
+    """The scorer of `mean_scores` over several scorers' outputs."""
+    return lambda a, b: mean_scores([s(a, b) for s in scorers])
+
+
+def score_sets(scorer: Scorer, tasks: Mapping[str, LabelledPairs]) -> dict[str, np.ndarray]:
+    """Each set's scores on its scored rows, in their order (what `set_metrics` ranks)."""
+    return {name: scorer(*_pairs(data)) for name, data in tasks.items()}
+
+
+def _pairs(data: LabelledPairs) -> tuple[Sequence[str], Sequence[str]]:
+    scored = data.scored()
+    return scored.sentence1, scored.sentence2
+
+
+def set_metrics(scores: Mapping[str, np.ndarray], tasks: Mapping[str, LabelledPairs]) -> dict[str, float]:
+    """Each task's metric × 100 of `scores` on its scored rows: Spearman, or an ``EvalSet``'s ``metric``."""
+    return {
+        name: metric_function(getattr(data, "metric", "spearman"))(scores[name], data.scored().scores)
+        for name, data in tasks.items()
+    }
 
 
 def evaluate_scorer(scorer: Scorer, tasks: Mapping[str, LabelledPairs]) -> dict[str, float]:
-    """Each task's metric × 100 on its scored rows: Spearman, or the ``metric`` of an ``EvalSet``."""
-    results: dict[str, float] = {}
-    for name, data in tasks.items():
-        scored = data.scored()
-        metric = metric_function(getattr(data, "metric", "spearman"))
-        results[name] = metric(scorer(scored.sentence1, scored.sentence2), scored.scores)
-    return results
+    """Each task's metric × 100 of `scorer` on its scored rows."""
+    return set_metrics(score_sets(scorer, tasks), tasks)
 
 
 def dev_evaluator(scorer: Scorer, dev: LabelledPairs) -> Callable[[], float]:

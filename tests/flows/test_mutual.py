@@ -138,6 +138,40 @@ def test_serial_run_reports_each_model_the_ensembles_and_the_averaged_labels(ref
     assert {"models", "ensembles", "averages", "stages", "config"} <= set(written)
 
 
+def test_ensembles_average_the_members_saved_scores_and_equal_scoring_again(
+    reference: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ensemble stages reuse each member's saved per-pair scores (no model loaded) and get the
+    numbers that scoring with every member again gets (what an older store without them does)."""
+    store = Store(reference["config"]["store"])
+    ensembles = [
+        s for s in reference["stages"] if s["name"].startswith("evaluate_") and "_ensemble" in s["name"]
+    ]
+    assert len(ensembles) == 3 and store.exists(store.uri("predictions", "evaluate"))
+
+    def drop_ensembles() -> None:
+        for stage in ensembles:
+            store.delete(stage["uri"])
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an ensemble of saved scores must not load a model")
+
+    drop_ensembles()
+    with monkeypatch.context() as patch:
+        patch.setattr(encoders.BiEncoder, "from_pretrained", classmethod(refuse))
+        patch.setattr(encoders.CrossEncoder, "from_pretrained", classmethod(refuse))
+        reused = run_distill(DistillConfig(**reference["config"]), SERIAL)
+    recomputed = {(s["name"], s["cycle"]) for s in reused["stages"] if not s["cached"]}
+    assert recomputed == {(s["name"], s["cycle"]) for s in ensembles}
+    assert _numbers(reused["ensembles"]) == _numbers(reference["ensembles"])
+
+    drop_ensembles()
+    store.delete(store.uri("predictions"))
+    scored = run_distill(DistillConfig(**reference["config"]), SERIAL)
+    assert _numbers(scored["ensembles"]) == _numbers(reference["ensembles"])
+    assert results_of(scored) == results_of(reference)
+
+
 def test_thread_pool_runs_the_plms_concurrently_and_a_rerun_is_fully_cached(
     plm_models: dict[str, Path], data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
