@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from flows.cli_distill import register_distill
@@ -120,26 +122,38 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; an expected error ends it with one `error:` line and exit status 2
     (`flows.cli_errors`), with its traceback only under `--debug`."""
+    from prefect.exceptions import ExternalSignal, TerminationSignal
+
     from flows.cli_errors import (
         debug_requested,
         is_expected,
         quiet_console_tracebacks,
         report,
         restore_console,
+        stop_now,
     )
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     quiet = [] if debug else quiet_console_tracebacks()
+    # Prefect swaps in its own SIGTERM handler during a flow run and re-sends the signal to this one.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM)
+    if main_thread:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: stop_now(TerminationSignal(signum)))
     try:
         return int(args.func(args))
     except Exception as exc:
         if not is_expected(exc):
             raise
         return report(exc, debug=debug)
+    except (ExternalSignal, KeyboardInterrupt) as exc:
+        stop_now(exc)
     finally:
         restore_console(quiet)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ message there is the same line). Any other exception is a bug: its traceback is 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import signal
 import sys
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 DEBUG_ENV = "TRANS_ENCODER_DEBUG"
 
@@ -86,3 +88,23 @@ def report(exc: BaseException, *, debug: bool) -> int:
         message = exc
     print(f"error: {message}", file=sys.stderr)
     return 2
+
+
+def stop_now(exc: BaseException) -> NoReturn:
+    """End the process at once after SIGTERM (Prefect's `TerminationSignal`) or Ctrl-C.
+
+    The signal reaches the main thread only: a stage running in a task-runner thread would keep the
+    process alive until it finished (flows/signals.py asks it to stop at its next step). So: the exit
+    handlers (they stop Prefect's temporary server), one line, then `os._exit`. The store is
+    crash-safe, so the same command resumes from the last checkpoint.
+    """
+    signum = int(getattr(exc, "signal", signal.SIGINT))
+    atexit._run_exitfuncs()  # what a normal exit runs (its log lines come first); threads are not waited for
+    print(
+        f"error: stopped by {signal.Signals(signum).name}; finished stages and the last checkpoint are in "
+        "the store: rerun the same command to resume.",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.stdout.flush()
+    os._exit(128 + signum)

@@ -22,6 +22,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.config import DASK_ENV_VAR, DistillConfig
 from flows.report import publish_report
+from flows.signals import stop_stages_on_signals
 from tasks.averaging import assign_devices, average_labels, visible_gpus
 from tasks.distill import bi_scores, cross_scores, train_bi, train_cross
 from tasks.eval_sets import eval_inputs
@@ -350,6 +351,7 @@ def _check_runner(cfg: DistillConfig) -> None:
 @flow(name="distill", log_prints=True, task_runner=default_task_runner())
 def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa: B008
     """Trans-Encoder distillation over one or more PLMs with cached stages; rerun a config to resume."""
+    stop_stages_on_signals()  # SIGTERM / Ctrl-C end the running stage at its next step
     cfg = config.model_copy(update={"store": Store(config.store).root})
     _check_runner(cfg)
     check_starting_models(cfg.store, starting_refs(cfg.plms))  # before any stage (a bad model: seconds)

@@ -4,6 +4,8 @@ and the checkpoints are dropped once the stage's artifact is committed (conventi
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +25,15 @@ def checkpointed_fit(store: Store, stage: str, key: str, cycle: int) -> dict[str
     functions) that checkpoint into the store, resume from its last checkpoint and report progress."""
     uri = checkpoint_uri(store, stage, key)
     fault = injected_fault(stage, cycle)
+    sent: list[bool] = []
 
     def checkpoint(state: TrainState) -> None:
         save_checkpoint(store, uri, state)
         if fault == "kill":
             kill_self()
+        elif fault == "term" and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # a user stopping the run; training goes on here
 
     return {
         "checkpoint": checkpoint,

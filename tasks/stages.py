@@ -29,7 +29,7 @@ from trans_encoder_core.runtime import seed_everything
 logger = logging.getLogger("trans_encoder.tasks")
 
 STAGE_CODE_VERSION = "1"
-FAULT_ENV = "TRANS_ENCODER_FAULT"  # fault injection for resilience tests: "stage:cycle[:kill]"
+FAULT_ENV = "TRANS_ENCODER_FAULT"  # fault injection for resilience tests: "stage:cycle[:kill|:term]"
 
 
 def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str]) -> str:
@@ -48,7 +48,8 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def injected_fault(stage: str, cycle: int) -> str | None:
-    """The fault requested for this stage by `TRANS_ENCODER_FAULT`, if any ("raise" or "kill")."""
+    """The fault requested for this stage by `TRANS_ENCODER_FAULT`, if any ("raise", or at the first
+    checkpoint "kill" = SIGKILL, "term" = SIGTERM)."""
     spec = os.environ.get(FAULT_ENV, "")
     for item in filter(None, spec.split(",")):
         parts = item.split(":")

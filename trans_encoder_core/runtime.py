@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -95,3 +96,26 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         module.train(was_training)
+
+
+# -- stopping long loops on request ------------------------------------------------------------------
+_STOP = threading.Event()
+
+
+class StopRequested(RuntimeError):
+    """A training or scoring loop ended early because `request_stop` was called (e.g. on SIGTERM)."""
+
+
+def request_stop() -> None:
+    """Ask every training and scoring loop of this process to end at its next step or batch."""
+    _STOP.set()
+
+
+def clear_stop() -> None:
+    _STOP.clear()
+
+
+def check_stop(where: str) -> None:
+    """Raise `StopRequested` if a stop was requested; called once per step or batch."""
+    if _STOP.is_set():
+        raise StopRequested(f"stopped on request at {where}")

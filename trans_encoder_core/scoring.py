@@ -13,7 +13,7 @@ import torch
 
 from trans_encoder_core.batching import length_sorted_batches, tokenize_pairs, tokenize_texts, unique_index
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
-from trans_encoder_core.runtime import autocast, eval_mode, resolve_precision
+from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
@@ -36,6 +36,7 @@ def encode(
     out = np.empty((len(tokens), int(bi.model.config.hidden_size)), dtype=np.float32)
     with eval_mode(bi), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
         for idx in length_sorted_batches(tokens.lengths(), batch_size):
+            check_stop("encoding")
             out[idx] = bi(tokens.collate(idx, device)).float().cpu().numpy()
     return out
 
@@ -94,6 +95,7 @@ def cross_logits(
     out = np.empty(len(tokens), dtype=np.float32)
     with eval_mode(cross), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
         for idx in length_sorted_batches(tokens.lengths(), batch_size):
+            check_stop("scoring pairs")
             out[idx] = cross(tokens.collate(idx, device)).float().cpu().numpy()
     return out
 

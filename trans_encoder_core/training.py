@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from trans_encoder_core.config import FitConfig
-from trans_encoder_core.runtime import autocast, eval_mode, resolve_precision, step_seed
+from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision, step_seed
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,7 @@ def fit(
     for epoch in range(state.global_step // steps_per_epoch, cfg.epochs):
         order = epoch_order(n_examples, cfg.seed, epoch)
         for step in range(state.global_step - epoch * steps_per_epoch, steps_per_epoch):
+            check_stop(f"training step {state.global_step + 1}")  # the last checkpoint stays the resume point
             torch.manual_seed(step_seed(cfg.seed, state.global_step))
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             with autocast(precision, device):

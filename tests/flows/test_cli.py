@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,14 +73,27 @@ def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProc
             stderr=fe,
             start_new_session=True,
         )
+        left = False
         try:
             rc = proc.wait(timeout=600)
+            time.sleep(0.5)  # a child's own exit
+            left = _group_alive(proc.pid)
         finally:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    return subprocess.CompletedProcess(proc.args, rc, out.read_text(), err.read_text())
+    result = subprocess.CompletedProcess(proc.args, rc, out.read_text(), err.read_text())
+    result.group_left = left  # a process of the run (e.g. Prefect's temporary server) outlived it
+    return result
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def best(summary_file: Path) -> dict[str, object]:
@@ -125,6 +139,29 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(
     assert meta["metrics"]["resumed_from_step"] == 2  # the first checkpoint (checkpoint_steps=2)
     assert not list(Path(store.path(store.uri("checkpoints", "train_bi"))).glob("*/state.safetensors"))
     assert best(tmp_path / "s.json") == best(tmp_path / "r.json")
+
+
+def test_sigterm_during_training_stops_at_once_and_the_same_command_resumes(
+    flow_model: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """SIGTERM reaches only the main thread; the training thread must not go on to finish (and
+    commit) its stage, nor Prefect's temporary server outlive the process."""
+    long_bi = ["--set", "bi.fit.epochs=40", "--cycles", "1"]  # 200 steps: seconds the thread could go on
+    args = cli_args(
+        flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s.json"), *long_bi
+    )
+    stopped = run_cli(args, tmp_path / "home", TRANS_ENCODER_FAULT="train_bi:1:term")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1].startswith("error: stopped by SIGTERM;")
+    assert not stopped.group_left
+    store = Store(str(tmp_path / "store"))
+    assert list(Path(store.path(store.uri("checkpoints", "train_bi"))).glob("*/state.safetensors"))
+    assert not Path(store.path(store.uri("stages", "train_bi"))).exists(), "the stopped stage went on"
+    resumed = run_cli(args, tmp_path / "home")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    stage = next(s for s in summary["stages"] if s["name"] == "train_bi" and s["cycle"] == 1)
+    assert 2 <= store.read_commit(stage["uri"])["meta"]["metrics"]["resumed_from_step"] < 100
 
 
 def test_an_expected_error_in_a_real_terminal_is_one_line_without_a_traceback(
