@@ -146,7 +146,7 @@ def test_sigterm_during_training_stops_at_once_and_the_same_command_resumes(
 ) -> None:
     """SIGTERM reaches only the main thread; the training thread must not go on to finish (and
     commit) its stage, nor Prefect's temporary server outlive the process."""
-    long_bi = ["--set", "bi.fit.epochs=40", "--cycles", "1"]  # 200 steps: seconds the thread could go on
+    long_bi = ["--set", "bi.fit.epochs=10", "--cycles", "1"]  # 50 steps the thread could go on with
     args = cli_args(
         flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s.json"), *long_bi
     )
@@ -161,7 +161,7 @@ def test_sigterm_during_training_stops_at_once_and_the_same_command_resumes(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((tmp_path / "s.json").read_text())
     stage = next(s for s in summary["stages"] if s["name"] == "train_bi" and s["cycle"] == 1)
-    assert 2 <= store.read_commit(stage["uri"])["meta"]["metrics"]["resumed_from_step"] < 100
+    assert 2 <= store.read_commit(stage["uri"])["meta"]["metrics"]["resumed_from_step"] < 25
 
 
 def test_an_expected_error_in_a_real_terminal_is_one_line_without_a_traceback(
