@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 export TRANS_ENCODER_DATA ?= $(abspath ../shared/data/sts)
 
-.PHONY: install mpnet demo test lint bench
+.PHONY: install mpnet demo test test-slow lint bench
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -29,6 +29,10 @@ demo: install
 test: install
 	@$(VENV)/bin/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The slow tests on the real packaged models (SimCSE sanity, the MPNet parts): minutes each.
+test-slow: install
+	$(VENV)/bin/python -m pytest -q -m slow
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
