@@ -25,15 +25,15 @@ def checkpointed_fit(store: Store, stage: str, key: str, cycle: int) -> dict[str
     functions) that checkpoint into the store, resume from its last checkpoint and report progress."""
     uri = checkpoint_uri(store, stage, key)
     fault = injected_fault(stage, cycle)
-    sent: list[bool] = []
 
     def checkpoint(state: TrainState) -> None:
+        nonlocal fault
         save_checkpoint(store, uri, state)
         if fault == "kill":
             kill_self()
-        elif fault == "term" and not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)  # a user stopping the run; training goes on here
+        elif fault == "term":
+            fault = None  # once: a user stopping the run; training goes on here until it sees the stop
+            os.kill(os.getpid(), signal.SIGTERM)
 
     return {
         "checkpoint": checkpoint,

@@ -109,9 +109,7 @@ def save_predictions(store: Store, key: str, scores: dict[str, np.ndarray]) -> N
             "score": pa.array(np.concatenate([np.asarray(scores[n]) for n in names])),
         }
     )
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    store.write_bytes(predictions_uri(store, key), sink.getvalue().to_pybytes())
+    store.write_with(predictions_uri(store, key), lambda path: pq.write_table(table, path))
 
 
 def load_predictions(store: Store, key: str, sets: dict[str, LabelledPairs]) -> dict[str, np.ndarray] | None:
