@@ -92,6 +92,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="JSON path (default bench/results/speed-<device>.json)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--packing", action="store_true", help="ours on packed rows (trans_encoder_core.packing)")
+    p.add_argument(
+        "--their-precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="sentence-transformers in this precision (default: --precision), e.g. ours bf16 against\n"
+        "their default fp32",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument(
         "--only", nargs="*", choices=MEASUREMENTS, default=list(MEASUREMENTS), help="none: pipeline only"
@@ -147,6 +154,7 @@ def _measure_all(args: argparse.Namespace, sizes: dict[str, Any], work: Path) ->
         device=args.device,
         precision=args.precision,
         packing=args.packing,
+        their_precision=args.their_precision,
         threads=args.threads,
         sizes=sizes,
         only=args.only,

@@ -31,7 +31,10 @@ def _both_sides(spec: dict[str, Any], in_process: bool, label: str | None) -> di
     for impl in IMPLS:
         tag = f"[{label}] " if label else ""
         print(f"{tag}{spec['name']} / {impl} ...", file=sys.stderr, flush=True)
-        results[impl] = run_measurement({**spec, "impl": impl}, in_process)
+        side = {**spec, "impl": impl}
+        if impl == "st" and spec.get("their_precision"):
+            side["precision"] = spec["their_precision"]
+        results[impl] = run_measurement(side, in_process)
     return results
 
 
@@ -50,8 +53,10 @@ def run_suite(
     label: str | None = None,
     repeat: int = 1,
     packing: bool = False,
+    their_precision: str | None = None,
 ) -> dict[str, Any]:
-    """Prepare folders and tables in `work`, run every measurement for both sides, compare."""
+    """Prepare folders and tables in `work`, run every measurement for both sides, compare;
+    `their_precision` (None: `precision`) runs sentence-transformers in another precision."""
     import torch
 
     quiet()
@@ -72,6 +77,7 @@ def run_suite(
         "device": device,
         "precision": precision,
         "packing": packing,
+        "their_precision": their_precision,
         "threads": threads,
         "seed": seed,
         "warmup_rows": sizes["warmup_rows"],

@@ -124,3 +124,18 @@ def test_measurement_spec_picks_the_steps_of_each_training() -> None:
     nodrop = speed_suite.measurement_spec({}, "train_bi_nodrop", sizes)
     assert nodrop["steps"] == 2 and nodrop["nodrop"]
     assert "steps" not in speed_suite.measurement_spec({}, "cross", sizes)
+
+
+def test_their_precision_changes_only_the_sentence_transformers_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, str] = {}
+
+    def fake_measurement(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
+        seen[spec["impl"]] = spec["precision"]
+        return {}
+
+    monkeypatch.setattr(speed_suite, "run_measurement", fake_measurement)
+    speed_suite._both_sides({"name": "train_bi", "precision": "bf16", "their_precision": "fp32"}, True, None)
+    assert seen == {"ours": "bf16", "st": "fp32"}
+    speed_suite._both_sides({"name": "train_bi", "precision": "bf16", "their_precision": None}, True, None)
+    assert seen == {"ours": "bf16", "st": "bf16"}
+    assert speed.parse_args(["--precision", "bf16", "--their-precision", "fp32"]).their_precision == "fp32"
