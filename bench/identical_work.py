@@ -10,7 +10,9 @@ process under /usr/bin/time, and prints and writes wall time, CPU seconds, peak 
     python bench/identical_work.py --variants fp32 auto auto+packing --out bench/results/identical-work.json
 
 Variants: `fp32` (both fits in fp32: the official code's arithmetic on a CPU), `auto` (the default
-precision: bf16 autocast on a CPU with native bf16), `+packing` (padding-free batches in both fits).
+precision: bf16 autocast on a CPU with native bf16), `+packing` (padding-free batches in both fits),
+`+bf16-scoring` (labelling, final and in-fit dev evaluations in the fits' precision too: changes the
+numbers by bf16 rounding, so it is opt-in).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ VARIANTS = {
     "fp32": ["--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32"],
     "auto": [],
     "auto+packing": ["--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true"],
+    "auto+packing+bf16-scoring": [
+        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
+        "--set", "plms.cross.fit.eval_autocast=true", "--set", "plms.bi.fit.eval_autocast=true",
+        "--set", "plms.cross.score_precision=auto", "--set", "plms.bi.score_precision=auto",
+    ],
     "fp32+packing": [
         "--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32",
         "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",

@@ -11,7 +11,7 @@ import numpy as np
 from tasks import keys
 from tasks.artifacts import LABELS_FILE, PAIRS_FILE, load_encoder, read_table, write_table
 from tasks.checkpoints import checkpointed_fit, drop_checkpoints, fit_summary, resumed_step
-from tasks.inputs import dev_set, stage_precision
+from tasks.inputs import dev_set, score_precision, stage_precision
 from tasks.stages import pipeline_task, run_stage
 from tasks.store import Store
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
@@ -41,6 +41,12 @@ def label_stats(scores: np.ndarray) -> dict[str, float]:
     }
 
 
+def _precision_note(precision_key: str | None) -> dict[str, str]:
+    """A scoring stage's summary names its precision when it is not fp32 (the summaries of fp32
+    stages stay byte for byte what they were)."""
+    return {"precision": precision_key} if precision_key else {}
+
+
 def _write_labels(table: Any, scores: Any, folder: Path, lineage: dict[str, Any], key: str) -> None:
     """The stage's pseudo-label table (pairs + float32 score) with its lineage in the Parquet metadata."""
     write_table(labels_table(table, scores), folder, LABELS_FILE, {**lineage, "key": key})
@@ -52,16 +58,18 @@ def bi_scores(
 ) -> dict[str, Any]:
     """Label every pool pair with the bi-encoder's cosine (step A)."""
     store = Store(store_root)
+    where = resolve_device(device)
+    precision, precision_key = score_precision(bi.score_precision, where)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, pairs["uri"], PAIRS_FILE)
-        enc = load_encoder(store, model["ref"], "bi", bi, resolve_device(device))
-        scores = core_bi_scores(enc, *_columns(table), batch_size=bi.score_batch_size)
+        enc = load_encoder(store, model["ref"], "bi", bi, where)
+        scores = core_bi_scores(enc, *_columns(table), batch_size=bi.score_batch_size, precision=precision)
         lineage = {"stage": "bi_scores", "cycle": cycle, "model": model["ref"]}
         _write_labels(table, scores, folder, lineage, key)
-        return {"labels": label_stats(scores), "pooling": enc.pooling}
+        return {"labels": label_stats(scores), "pooling": enc.pooling} | _precision_note(precision_key)
 
-    return run_stage(store, "bi_scores", cycle, *keys.bi_scores(bi, model, pairs), compute)
+    return run_stage(store, "bi_scores", cycle, *keys.bi_scores(bi, model, pairs, precision_key), compute)
 
 
 @pipeline_task
@@ -70,18 +78,25 @@ def cross_scores(
 ) -> dict[str, Any]:
     """Label every pool pair with the cross-encoder's sigmoid score (step C)."""
     store = Store(store_root)
+    where = resolve_device(device)
+    precision, precision_key = score_precision(cross.score_precision, where)
 
     def compute(folder: Path, key: str) -> dict[str, Any]:
         table = read_table(store, pairs["uri"], PAIRS_FILE)
-        enc = load_encoder(store, model["ref"], "cross", cross, resolve_device(device))
+        enc = load_encoder(store, model["ref"], "cross", cross, where)
         scores = core_cross_scores(
-            enc, *_columns(table), batch_size=cross.score_batch_size, symmetric=cross.symmetric_labels
+            enc,
+            *_columns(table),
+            batch_size=cross.score_batch_size,
+            symmetric=cross.symmetric_labels,
+            precision=precision,
         )
         lineage = {"stage": "cross_scores", "cycle": cycle, "model": model["ref"]}
         _write_labels(table, scores, folder, lineage, key)
-        return {"labels": label_stats(scores)}
+        return {"labels": label_stats(scores)} | _precision_note(precision_key)
 
-    return run_stage(store, "cross_scores", cycle, *keys.cross_scores(cross, model, pairs), compute)
+    key_parts = keys.cross_scores(cross, model, pairs, precision_key)
+    return run_stage(store, "cross_scores", cycle, *key_parts, compute)
 
 
 @pipeline_task

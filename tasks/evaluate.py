@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from tasks import keys
 from tasks.artifacts import RESULTS_FILE, load_encoder
 from tasks.eval_sets import DEV, load_eval_set
+from tasks.inputs import score_precision
 from tasks.stages import pipeline_task, run_stage, stage_key
 from tasks.store import Store
 from trans_encoder_core.benchmarks import LabelledPairs, available_tasks, load_stsb, load_task
@@ -131,14 +132,34 @@ def load_predictions(store: Store, key: str, sets: dict[str, LabelledPairs]) -> 
     return out
 
 
+def _precisions(
+    kind: Kind,
+    names: list[str],
+    bis: dict[str, BiEncoderConfig],
+    crosses: dict[str, CrossEncoderConfig],
+    devices: dict[str, str],
+) -> dict[str, tuple[str, str | None]]:
+    """Each model's scoring precision and its key part (`tasks.inputs.score_precision`)."""
+    configs = bis if kind == "bi" else crosses
+    return {n: score_precision(configs[n].score_precision, resolve_device(devices[n])) for n in names}
+
+
 def _scorer(
-    store: Store, ref: str, kind: Kind, bi: BiEncoderConfig, cross: CrossEncoderConfig, device: str
+    store: Store,
+    ref: str,
+    kind: Kind,
+    bi: BiEncoderConfig,
+    cross: CrossEncoderConfig,
+    device: str,
+    precision: str = "fp32",
 ) -> Scorer:
     config = bi if kind == "bi" else cross
     enc = load_encoder(store, ref, kind, config, resolve_device(device))
     if kind == "bi":
-        return bi_scorer(enc, batch_size=bi.score_batch_size)
-    return cross_scorer(enc, batch_size=cross.score_batch_size, max_length=cross.eval_max_length)
+        return bi_scorer(enc, batch_size=bi.score_batch_size, precision=precision)
+    return cross_scorer(
+        enc, batch_size=cross.score_batch_size, max_length=cross.eval_max_length, precision=precision
+    )
 
 
 @pipeline_task
@@ -159,7 +180,9 @@ def evaluate(
     an own set named "dev" replaces STS-B dev, which is then not read."""
     store = Store(store_root)
     names = sorted(models)
-    stage, config, inputs = keys.evaluate(kind, tasks, models, bis, crosses, data, sets)
+    precision = _precisions(kind, names, bis, crosses, devices)
+    precision_keys = {n: p[1] for n, p in precision.items()}
+    stage, config, inputs = keys.evaluate(kind, tasks, models, bis, crosses, data, sets, precision_keys)
 
     def scores_of(sets_: dict[str, LabelledPairs], key: str) -> dict[str, np.ndarray]:
         """One model: score and save its scores. An ensemble: the mean of its members' saved scores
@@ -167,14 +190,19 @@ def evaluate(
         loaded), else the mean of scoring with each member again."""
         if len(names) > 1:
             member_keys = [
-                stage_key(*keys.evaluate(kind, tasks, {n: models[n]}, bis, crosses, data, sets))
+                stage_key(
+                    *keys.evaluate(kind, tasks, {n: models[n]}, bis, crosses, data, sets, precision_keys)
+                )
                 for n in names
             ]
             members = [load_predictions(store, k, sets_) for k in member_keys]
             if all(m is not None for m in members):
                 logger.info("ensemble of %s: mean of the members' saved scores", ", ".join(names))
                 return {name: mean_scores([m[name] for m in members]) for name in sets_}
-        scorers = [_scorer(store, models[n]["ref"], kind, bis[n], crosses[n], devices[n]) for n in names]
+        scorers = [
+            _scorer(store, models[n]["ref"], kind, bis[n], crosses[n], devices[n], precision[n][0])
+            for n in names
+        ]
         scores = score_sets(scorers[0] if len(scorers) == 1 else ensemble_scorer(scorers), sets_)
         if len(names) == 1:
             save_predictions(store, key, scores)
@@ -188,7 +216,9 @@ def evaluate(
             bench, missing = benchmark_sets(data["data"], tasks, stsb_dev=DEV not in own)
         results = set_metrics(scores_of(bench | own, key), bench | own) if bench or own else {}
         metrics = {n: getattr(s, "metric", "spearman") for n, s in (bench | own).items()} if own else None
-        extra = {"models": names} if len(names) > 1 else {}
+        extra: dict[str, Any] = {"models": names} if len(names) > 1 else {}
+        if any(precision_keys.values()):
+            extra["precisions"] = {n: p[0] for n, p in precision.items()}
         return write_results(folder, results, missing, tasks, metrics, **extra)
 
     return run_stage(store, stage, cycle, config, inputs, compute)

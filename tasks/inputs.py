@@ -81,3 +81,11 @@ def stage_precision(requested: str, device: Any) -> tuple[str, str | None]:
     native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
     resolved = resolve_precision(requested, device, native_cpu_bf16=native)
     return resolved, (None if resolved == legacy_precision(requested, device) else resolved)
+
+
+def score_precision(requested: str, device: Any) -> tuple[str, str | None]:
+    """The precision a labelling or evaluation stage scores at, and what its key must add for it:
+    nothing when that is fp32 (what every scoring stage computed before the option existed)."""
+    native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
+    resolved = resolve_precision(requested, device, native_cpu_bf16=native)
+    return resolved, (None if resolved == "fp32" else resolved)

@@ -23,30 +23,31 @@ def _dev(dev: Ref | None) -> str:
     return dev["digest"] if dev else "none"
 
 
-def bi_scores(bi: BiEncoderConfig, model: Ref, pairs: Ref) -> Key:
-    """Step A: the configured pooling and length; the labelling model and the pool."""
-    config = {"pooling": bi.pooling, "max_seq_length": bi.max_seq_length}
-    return config, {"model": model["digest"], "pairs": pairs["digest"]}
-
-
-def cross_scores(cross: CrossEncoderConfig, model: Ref, pairs: Ref) -> Key:
-    """Step C: the pair length and whether both orders are averaged; the model and the pool."""
-    config = {"max_length": cross.max_length, "symmetric": cross.symmetric_labels}
-    return config, {"model": model["digest"], "pairs": pairs["digest"]}
-
-
 def _with_precision(config: dict[str, Any], precision: str | None) -> dict[str, Any]:
-    """The resolved precision, only where "auto" resolves otherwise than before native CPU bf16."""
+    """The resolved precision, only where it is not the one the stage always had (None)."""
     return config if precision is None else {**config, "precision": precision}
+
+
+def bi_scores(bi: BiEncoderConfig, model: Ref, pairs: Ref, precision: str | None = None) -> Key:
+    """Step A: the configured pooling and length (and scoring precision unless fp32); the labelling
+    model and the pool."""
+    config = _with_precision({"pooling": bi.pooling, "max_seq_length": bi.max_seq_length}, precision)
+    return config, {"model": model["digest"], "pairs": pairs["digest"]}
+
+
+def cross_scores(cross: CrossEncoderConfig, model: Ref, pairs: Ref, precision: str | None = None) -> Key:
+    """Step C: the pair length and whether both orders are averaged (and scoring precision unless
+    fp32); the model and the pool."""
+    config = {"max_length": cross.max_length, "symmetric": cross.symmetric_labels}
+    return _with_precision(config, precision), {"model": model["digest"], "pairs": pairs["digest"]}
 
 
 def train_cross(
     cross: CrossEncoderConfig, labels: Ref, start: Ref, dev: Ref | None, precision: str | None = None
 ) -> Key:
     """Step B: every cross setting that shapes training (not the start's name: its digest is an input)."""
-    config = _with_precision(
-        cross.model_dump(exclude={"score_batch_size", "eval_max_length", "model"}), precision
-    )
+    scoring_only = {"score_batch_size", "score_precision", "eval_max_length", "model"}
+    config = _with_precision(cross.model_dump(exclude=scoring_only), precision)
     return config, {"labels": labels["digest"], "start": start["digest"], "dev": _dev(dev)}
 
 
@@ -62,7 +63,10 @@ def train_bi(
     precision: str | None = None,
 ) -> Key:
     """Step D: the bi settings with the resolved pooling, the label mix and calibration when on."""
-    config = {**bi.model_dump(exclude={"score_batch_size", "model"}), "mix_weight": mix_weight}
+    config = {
+        **bi.model_dump(exclude={"score_batch_size", "score_precision", "model"}),
+        "mix_weight": mix_weight,
+    }
     if calibrate:
         config["calibration"] = "quantile"
     config = _with_precision(config, precision)
@@ -112,11 +116,13 @@ def evaluate(
     crosses: dict[str, CrossEncoderConfig],
     data: Ref | None,
     sets: dict[str, Ref] | None = None,
+    precisions: dict[str, str | None] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, str]]:
     """An evaluation: of one model (stage `evaluate`) or of the mean of several (an ensemble stage).
 
     The run's own sets (a dev file, test files, a binary task's sets; `tasks.eval_sets`) enter only
-    when there are any: their names and metrics in the config, their content digests as inputs.
+    when there are any: their names and metrics in the config, their content digests as inputs; the
+    scoring precisions (name -> resolved, None for fp32) only when one is not fp32.
     """
     names = sorted(models)
     lengths = [bis[n].max_seq_length if kind == "bi" else crosses[n].eval_max_length for n in names]
@@ -124,11 +130,14 @@ def evaluate(
     data_digest = data["digest"] if data else "none"
     own = {f"set:{name}": ref["digest"] for name, ref in sorted((sets or {}).items())}
     metrics = {"sets": {name: ref["metric"] for name, ref in sorted(sets.items())}} if sets else {}
+    resolved = [(precisions or {}).get(n) for n in names]
     if len(names) == 1:
         config = {"kind": kind, "tasks": sorted(tasks), "length": lengths[0], "pooling": poolings[0]}
         inputs = {"model": models[names[0]]["digest"], "data": data_digest}
-        return "evaluate", config | metrics, inputs | own
+        return "evaluate", _with_precision(config | metrics, resolved[0]), inputs | own
     config = {"kind": kind, "tasks": sorted(tasks), "lengths": lengths, "pooling": poolings}
+    if any(resolved):
+        config["precisions"] = [p or "fp32" for p in resolved]
     inputs = {f"model:{n}": models[n]["digest"] for n in names} | {"data": data_digest}
     return f"evaluate_{kind}_ensemble", config | metrics, inputs | own
 

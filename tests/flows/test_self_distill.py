@@ -141,3 +141,47 @@ def test_config_rejects_bad_values_before_any_stage(make_config: Any) -> None:
         make_config(cycles=0)
     with pytest.raises(ValidationError, match="run_name"):
         make_config(run_name="../escape")
+
+
+def test_bf16_scoring_is_keyed_recorded_and_leaves_fp32_keys_alone(make_config: Any) -> None:
+    """`score_precision` (labelling and final evaluations): bf16 gives the scoring stages their own
+    keys and says so in their metrics; switching back to fp32 finds the first run's outputs."""
+    cfg = make_config(cycles=1)
+    first = distill(cfg)
+    plm = cfg.plms[0]
+    bf16 = with_plm(
+        cfg,
+        bi=plm.bi.model_copy(update={"score_precision": "bf16"}),
+        cross=plm.cross.model_copy(update={"score_precision": "bf16"}),
+    )
+    second = distill(bf16)
+    runs = stage_runs(second)
+    assert runs[("ingest_pairs", 0)]
+    for stage in [("bi_scores", 1), ("cross_scores", 1)]:
+        assert not runs[stage], f"{stage} should score again in bf16"
+    store = Store(cfg.store)
+
+    def metrics(summary: dict[str, Any], name: str) -> list[dict[str, Any]]:
+        return [store.verify(s["uri"]).meta["metrics"] for s in summary["stages"] if s["name"] == name]
+
+    assert all(m["precision"] == "bf16" for n in ("bi_scores", "cross_scores") for m in metrics(second, n))
+    assert not any("precision" in m for m in metrics(first, "bi_scores") + metrics(first, "cross_scores"))
+    evaluations = [s for s in second["stages"] if s["name"] == "evaluate"]
+    assert evaluations and not any(s["cached"] for s in evaluations)
+    for stage in evaluations:
+        assert set(store.read_json(f"{stage['uri']}/results.json")["precisions"].values()) == {"bf16"}
+    assert all(stage_runs(distill(cfg)).values())
+
+
+def test_score_precision_is_not_part_of_the_training_keys() -> None:
+    from tasks import keys
+    from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
+
+    ref = {"digest": "d", "uri": "u", "ref": "r"}
+    bi, cross = BiEncoderConfig(), CrossEncoderConfig()
+    bi16, cross16 = (c.model_copy(update={"score_precision": "bf16"}) for c in (bi, cross))
+    mix = {"mix_labels": None, "mix_weight": 0.0, "calibrate": False}
+    assert keys.train_bi(bi16, ref, ref, None, **mix) == keys.train_bi(bi, ref, ref, None, **mix)
+    assert keys.train_cross(cross16, ref, ref, None) == keys.train_cross(cross, ref, ref, None)
+    assert keys.bi_scores(bi, ref, ref) == keys.bi_scores(bi16, ref, ref)  # the task adds the resolved one
+    assert keys.bi_scores(bi, ref, ref, "bf16")[0]["precision"] == "bf16"
