@@ -176,6 +176,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--measured-in", type=Path, help="with --summaries: the JSON written when they ran (times, commit)"
     )
+    parser.add_argument(
+        "--produced-by", default=None, help="with --summaries: the commands and commits that ran them"
+    )
     parser.add_argument("--out", type=Path, help="write the JSON here")
     argv = sys.argv[1:] if argv is None else argv
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -218,12 +221,17 @@ def main(argv: list[str] | None = None) -> int:
             "commit": measured["commit"] if args.summaries and args.measured_in else git_commit(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-            "settings": {
-                "preset": args.preset,
-                "models": args.model or ["packaged"],
-                "mutual_copies": args.mutual,
-                "extra_args": args.extra,
-            },
+            "settings": (
+                {"tabulated": "finished runs (each run's config is below)", "produced_by": args.produced_by}
+                if args.summaries
+                else {
+                    "preset": args.preset,
+                    "models": args.model or ["packaged"],
+                    "mutual_copies": args.mutual,
+                    "extra_args": args.extra,
+                }
+            ),
+            "command": "python bench/quality.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "missing_tasks": missing,
             "runs": [
                 {
