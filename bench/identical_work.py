@@ -121,6 +121,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     rows = []
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    commit = head.stdout.strip()
+    load_average = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="te-identical-") as tmp:
         work = Path(tmp)
         n_pairs = write_pool(Path(args.data), work / "stsb-test-pairs.csv")
@@ -138,10 +141,8 @@ def main() -> None:
         "official": OFFICIAL,
         "runs": rows,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip(),
-        "load_average_at_start": os.getloadavg(),
+        "commit": commit,  # read before the runs: the code they ran
+        "load_average_at_start": load_average,
     }
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
