@@ -96,7 +96,7 @@ def bi_fit_defaults(**overrides: object) -> FitConfig:
 
 SCORE_PRECISION_HELP = (
     'Precision of labelling and of the final evaluations: fp32 as in the official code, or "auto" / '
-    '"bf16" for bf16 autocast inference where it is native (~2.4x faster scoring on this project\'s '
+    '"bf16" for bf16 autocast inference where it is native (1.8-2.4x faster scoring on this project\'s '
     "AMX CPU; scores move by bf16 rounding, so labels and results change in the last digits; ours)."
 )
 
