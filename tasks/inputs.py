@@ -78,14 +78,18 @@ def stage_precision(requested: str, device: Any) -> tuple[str, str | None]:
     `precision` only where this differs from the rule before that change, so earlier keys stay valid
     exactly where the computation is the same.
     """
-    native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
-    resolved = resolve_precision(requested, device, native_cpu_bf16=native)
+    resolved = _resolve(requested, device)
     return resolved, (None if resolved == legacy_precision(requested, device) else resolved)
+
+
+def _resolve(requested: str, device: Any) -> str:
+    """`requested` resolved on `device`, honouring TRANS_ENCODER_CPU_BF16=0."""
+    native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
+    return resolve_precision(requested, device, native_cpu_bf16=native)
 
 
 def score_precision(requested: str, device: Any) -> tuple[str, str | None]:
     """The precision a labelling or evaluation stage scores at, and what its key must add for it:
     nothing when that is fp32 (what every scoring stage computed before the option existed)."""
-    native = None if os.environ.get(CPU_BF16_ENV, "") != "0" else False
-    resolved = resolve_precision(requested, device, native_cpu_bf16=native)
+    resolved = _resolve(requested, device)
     return resolved, (None if resolved == "fp32" else resolved)
