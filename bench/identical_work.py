@@ -11,8 +11,9 @@ process under /usr/bin/time, and prints and writes wall time, CPU seconds, peak 
 
 Variants: `fp32` (both fits in fp32: the official code's arithmetic on a CPU), `auto` (the default
 precision: bf16 autocast on a CPU with native bf16), `+packing` (padding-free batches in both fits),
-`+bf16-scoring` (labelling, final and in-fit dev evaluations in the fits' precision too: changes the
-numbers by bf16 rounding, so it is opt-in).
+`+fast` (fast dropout masks and the fused AdamW kernel in both fits: the same distribution and update,
+other masks and rounding), `+bf16-scoring` (labelling, final and in-fit dev evaluations in the fits'
+precision too: changes the numbers by bf16 rounding, so it is opt-in).
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ VARIANTS = {
     "auto+packing": ["--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true"],
     "auto+packing+bf16-scoring": [
         "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
+        "--set", "plms.cross.fit.eval_autocast=true", "--set", "plms.bi.fit.eval_autocast=true",
+        "--set", "plms.cross.score_precision=auto", "--set", "plms.bi.score_precision=auto",
+    ],
+    "auto+packing+fast": [
+        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
+        "--set", "plms.cross.fit.fast_dropout=true", "--set", "plms.bi.fit.fast_dropout=true",
+        "--set", "plms.cross.fit.fused_optimizer=true", "--set", "plms.bi.fit.fused_optimizer=true",
+    ],
+    "auto+packing+fast+bf16-scoring": [
+        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
+        "--set", "plms.cross.fit.fast_dropout=true", "--set", "plms.bi.fit.fast_dropout=true",
+        "--set", "plms.cross.fit.fused_optimizer=true", "--set", "plms.bi.fit.fused_optimizer=true",
         "--set", "plms.cross.fit.eval_autocast=true", "--set", "plms.bi.fit.eval_autocast=true",
         "--set", "plms.cross.score_precision=auto", "--set", "plms.bi.score_precision=auto",
     ],

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from trans_encoder_core.dropout import ATTENTION_NAME, bool_mask_attention
+
 logger = logging.getLogger(__name__)
 
 # Row length C: linear layers cost the same per real token whatever C, but attention is computed
@@ -68,7 +70,7 @@ def packing_support(model: nn.Module, *, head: bool = False) -> str | None:
     if getattr(config, "is_decoder", False):
         return "a decoder (causal attention)"
     attn = getattr(config, "_attn_implementation", None) or "eager"
-    if attn not in ("eager", "sdpa"):
+    if attn not in ("eager", "sdpa", ATTENTION_NAME):
         return f"attention implementation {attn!r} ignores a 4D mask (eager or sdpa needed)"
     if head:
         kind = _CROSS_HEADS.get(type(model).__name__)
@@ -170,7 +172,7 @@ def pack_batch(
     segment[dest] = seq
     segment = segment.view(rows, capacity)
     same = (segment.unsqueeze(2) == segment.unsqueeze(1)).unsqueeze(1)  # (R, 1, C, C)
-    if (getattr(model.config, "_attn_implementation", None) or "eager") == "sdpa":
+    if bool_mask_attention(model):
         inputs["attention_mask"] = same
     else:  # eager attention adds the mask to the scores
         dtype = next(model.parameters()).dtype

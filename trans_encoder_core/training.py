@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from trans_encoder_core.config import FitConfig
+from trans_encoder_core.dropout import fast_dropout
 from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision, step_seed
 
 logger = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ def make_optimizer(module: torch.nn.Module, cfg: FitConfig) -> torch.optim.AdamW
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_eps)
+    # fused=None keeps torch's default (foreach); True is the fused kernel, on CPU and GPU alike.
+    fused = True if cfg.fused_optimizer else None
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused)
 
 
 def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -187,26 +190,29 @@ def fit(
             checkpoint(state)
             state.model, state.optimizer = {}, {}  # serialised: do not hold a second copy
 
-    module.train()
-    for epoch in range(state.global_step // steps_per_epoch, cfg.epochs):
-        order = epoch_order(n_examples, cfg.seed, epoch)
-        for step in range(state.global_step - epoch * steps_per_epoch, steps_per_epoch):
-            check_stop(f"training step {state.global_step + 1}")  # the last checkpoint stays the resume point
-            torch.manual_seed(step_seed(cfg.seed, state.global_step))
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            with autocast(precision, device):
-                loss = step_loss(idx)
-            _backward_step(module, loss, optimizer, scaler, cfg.max_grad_norm)
-            scheduler.step()
-            state.global_step += 1
-            state.losses.append(float(loss.detach()))
-            if progress is not None:
-                progress({"step": state.global_step, "total": total, "loss": state.losses[-1]})
-            last = step + 1 == steps_per_epoch
-            if last or (cfg.eval_steps and (step + 1) % cfg.eval_steps == 0):
-                run_eval(epoch, step + 1)
-            if last or (checkpoint_steps and state.global_step % checkpoint_steps == 0):
-                save_checkpoint()
+    drops = fast_dropout(module) if cfg.fast_dropout else contextlib.nullcontext()
+    with drops:
+        module.train()
+        for epoch in range(state.global_step // steps_per_epoch, cfg.epochs):
+            order = epoch_order(n_examples, cfg.seed, epoch)
+            for step in range(state.global_step - epoch * steps_per_epoch, steps_per_epoch):
+                # a stop keeps the last checkpoint as the resume point
+                check_stop(f"training step {state.global_step + 1}")
+                torch.manual_seed(step_seed(cfg.seed, state.global_step))
+                idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                with autocast(precision, device):
+                    loss = step_loss(idx)
+                _backward_step(module, loss, optimizer, scaler, cfg.max_grad_norm)
+                scheduler.step()
+                state.global_step += 1
+                state.losses.append(float(loss.detach()))
+                if progress is not None:
+                    progress({"step": state.global_step, "total": total, "loss": state.losses[-1]})
+                last = step + 1 == steps_per_epoch
+                if last or (cfg.eval_steps and (step + 1) % cfg.eval_steps == 0):
+                    run_eval(epoch, step + 1)
+                if last or (checkpoint_steps and state.global_step % checkpoint_steps == 0):
+                    save_checkpoint()
     if state.best_model is not None:
         module.load_state_dict(state.best_model)
     module.eval()
