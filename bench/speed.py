@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     p.add_argument("--packing", action="store_true", help="ours on packed rows (trans_encoder_core.packing)")
     p.add_argument(
+        "--fast",
+        action="store_true",
+        help="ours with fit.fast_dropout and fit.fused_optimizer (same distribution and update,\n"
+        "other dropout masks and rounding)",
+    )
+    p.add_argument(
         "--their-precision",
         choices=("fp32", "bf16"),
         default=None,
@@ -154,6 +160,7 @@ def _measure_all(args: argparse.Namespace, sizes: dict[str, Any], work: Path) ->
         device=args.device,
         precision=args.precision,
         packing=args.packing,
+        fast=args.fast,
         their_precision=args.their_precision,
         threads=args.threads,
         sizes=sizes,

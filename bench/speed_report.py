@@ -125,6 +125,7 @@ def settings(args: argparse.Namespace, sizes: dict[str, Any]) -> dict[str, Any]:
         "device": args.device,
         "precision": args.precision,
         "packing": args.packing,
+        "fast": args.fast,
         "their_precision": args.their_precision or args.precision,
         "threads": args.threads,
         "quick": args.quick,

@@ -53,6 +53,7 @@ def run_suite(
     label: str | None = None,
     repeat: int = 1,
     packing: bool = False,
+    fast: bool = False,
     their_precision: str | None = None,
 ) -> dict[str, Any]:
     """Prepare folders and tables in `work`, run every measurement for both sides, compare;
@@ -77,6 +78,7 @@ def run_suite(
         "device": device,
         "precision": precision,
         "packing": packing,
+        "fast": fast,
         "their_precision": their_precision,
         "threads": threads,
         "seed": seed,

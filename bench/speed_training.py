@@ -78,7 +78,15 @@ def _ours(spec: dict[str, Any], kind: str, a: list[str], b: list[str], labels: A
     from trans_encoder_core.encoders import BiEncoder, CrossEncoder
 
     defaults = cross_fit_defaults if kind == "train_cross" else bi_fit_defaults
-    fit = defaults(epochs=1, eval_steps=0, precision=spec["precision"], seed=spec["seed"])
+    fast = bool(spec.get("fast", False))
+    fit = defaults(
+        epochs=1,
+        eval_steps=0,
+        precision=spec["precision"],
+        seed=spec["seed"],
+        fast_dropout=fast,
+        fused_optimizer=fast,
+    )
     if kind == "train_cross":
         model: Any = CrossEncoder.from_pretrained(spec["folders"]["cross"], max_length=LENGTH["cross"])
         cfg: Any = CrossEncoderConfig(max_length=LENGTH["cross"], fit=fit)

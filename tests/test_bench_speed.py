@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -139,3 +140,24 @@ def test_their_precision_changes_only_the_sentence_transformers_side(monkeypatch
     speed_suite._both_sides({"name": "train_bi", "precision": "bf16", "their_precision": None}, True, None)
     assert seen == {"ours": "bf16", "st": "bf16"}
     assert speed.parse_args(["--precision", "bf16", "--their-precision", "fp32"]).their_precision == "fp32"
+
+
+def test_fast_reaches_our_fit_only(monkeypatch: pytest.MonkeyPatch, tiny_bert: Path) -> None:
+    import speed_training
+
+    from trans_encoder_core import distillation
+
+    fits: list[Any] = []
+
+    def fake_train(*args: Any, **kwargs: Any) -> Any:
+        fits.append(args[4].fit)
+        return SimpleNamespace(losses=[], steps=0)
+
+    monkeypatch.setattr(distillation, "train_bi_encoder", fake_train)
+    spec = {"folders": {"bi": str(tiny_bert)}, "device": "cpu", "precision": "fp32", "seed": 1}
+    spec["nodrop"] = False
+    for fast in (False, True):
+        _, run = speed_training._ours({**spec, "fast": fast}, "train_bi", ["a b"], ["c d"], np.array([0.5]))
+        run()
+    assert [(f.fast_dropout, f.fused_optimizer) for f in fits] == [(False, False), (True, True)]
+    assert speed.parse_args(["--fast"]).fast and not speed.parse_args([]).fast
