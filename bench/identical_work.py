@@ -38,32 +38,26 @@ OFFICIAL = {
     "peak_rss_gb": 3.81,
     "stsb": {"start": 81.80, "cross": 30.54, "bi": 74.40},
 }
+
+
+def _both(*settings: str) -> list[str]:
+    """`--set` arguments applying each `field=value` to the cross and the bi config."""
+    return [arg for field in settings for plm in ("cross", "bi") for arg in ("--set", f"plms.{plm}.{field}")]
+
+
+FP32 = _both("fit.precision=fp32")
+PACKING = _both("fit.packing=true")
+FAST = _both("fit.fast_dropout=true", "fit.fused_optimizer=true")
+BF16_SCORING = _both("fit.eval_autocast=true", "score_precision=auto")
 VARIANTS = {
-    "fp32": ["--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32"],
+    "fp32": FP32,
     "auto": [],
-    "auto+packing": ["--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true"],
-    "auto+packing+bf16-scoring": [
-        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
-        "--set", "plms.cross.fit.eval_autocast=true", "--set", "plms.bi.fit.eval_autocast=true",
-        "--set", "plms.cross.score_precision=auto", "--set", "plms.bi.score_precision=auto",
-    ],
-    "auto+packing+fast": [
-        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
-        "--set", "plms.cross.fit.fast_dropout=true", "--set", "plms.bi.fit.fast_dropout=true",
-        "--set", "plms.cross.fit.fused_optimizer=true", "--set", "plms.bi.fit.fused_optimizer=true",
-    ],
-    "auto+packing+fast+bf16-scoring": [
-        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
-        "--set", "plms.cross.fit.fast_dropout=true", "--set", "plms.bi.fit.fast_dropout=true",
-        "--set", "plms.cross.fit.fused_optimizer=true", "--set", "plms.bi.fit.fused_optimizer=true",
-        "--set", "plms.cross.fit.eval_autocast=true", "--set", "plms.bi.fit.eval_autocast=true",
-        "--set", "plms.cross.score_precision=auto", "--set", "plms.bi.score_precision=auto",
-    ],
-    "fp32+packing": [
-        "--set", "plms.cross.fit.precision=fp32", "--set", "plms.bi.fit.precision=fp32",
-        "--set", "plms.cross.fit.packing=true", "--set", "plms.bi.fit.packing=true",
-    ],
-}  # fmt: skip
+    "auto+packing": PACKING,
+    "auto+packing+bf16-scoring": PACKING + BF16_SCORING,
+    "auto+packing+fast": PACKING + FAST,
+    "auto+packing+fast+bf16-scoring": PACKING + FAST + BF16_SCORING,
+    "fp32+packing": FP32 + PACKING,
+}
 
 
 def write_pool(data: Path, out: Path) -> int:
