@@ -138,16 +138,19 @@ def register_attention() -> None:
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
 
 
+def attention_name(model: nn.Module) -> str:
+    """The attention implementation `model`'s config names ("eager" when it names none)."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
+
+
 def _uses_attention_interface(model: nn.Module) -> bool:
-    config = getattr(model, "config", None)
-    attn = getattr(config, "_attn_implementation", None) or "eager"
-    return bool(getattr(model, "_supports_attention_backend", False)) and attn in ("eager", "sdpa")
+    supported = bool(getattr(model, "_supports_attention_backend", False))
+    return supported and attention_name(model) in ("eager", "sdpa")
 
 
 def bool_mask_attention(model: nn.Module) -> bool:
     """Whether `model`'s attention takes boolean masks (SDPA, or ours), not additive ones (eager)."""
-    attn = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
-    return attn in ("sdpa", ATTENTION_NAME)
+    return attention_name(model) in ("sdpa", ATTENTION_NAME)
 
 
 @contextlib.contextmanager

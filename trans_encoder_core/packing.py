@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trans_encoder_core.dropout import ATTENTION_NAME, bool_mask_attention
+from trans_encoder_core.dropout import ATTENTION_NAME, attention_name, bool_mask_attention
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def packing_support(model: nn.Module, *, head: bool = False) -> str | None:
         return f"position_embedding_type {config.position_embedding_type!r} is not 'absolute'"
     if getattr(config, "is_decoder", False):
         return "a decoder (causal attention)"
-    attn = getattr(config, "_attn_implementation", None) or "eager"
+    attn = attention_name(model)
     if attn not in ("eager", "sdpa", ATTENTION_NAME):
         return f"attention implementation {attn!r} ignores a 4D mask (eager or sdpa needed)"
     if head:
