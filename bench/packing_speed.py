@@ -14,7 +14,8 @@ Usage: python bench/packing_speed.py [--rounds 2] [--bi-steps 4] [--cross-steps 
            [--row-tokens 64] [--variants ...] [--out bench/results/packing-speed-cpu.json]
 
 `--variants packed_bf16 packed_bf16_fast` compares fast dropout + fused AdamW with torch's dropout and
-AdamW on the same packed bf16 steps (speed-ups are then against the first variant named).
+AdamW on the same packed bf16 steps (speed-ups are against padded_fp32 when it runs, else against the
+first variant named).
 """
 
 from __future__ import annotations
