@@ -150,3 +150,15 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_console_on_the_session_stream() -> None:
+    """Let Prefect bind its console log handlers once, to pytest's session-wide stream.
+
+    `flows.cli.main` sets Prefect's logging up on first use, and the handlers keep the `sys.stderr` of
+    that moment. Were that a test's `capsys` stream, it is closed after that test, and every later flow
+    run in the process fails while logging (seen when `evaluate` ran in-process before any flow)."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()
