@@ -41,12 +41,8 @@ def gold_agreement(labels: Any, gold: Any) -> tuple[float, int]:
     return 100.0 * float(spearmanr(merged["gold"], merged["score"]).statistic), len(merged)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("summaries", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
-
+def stsb_golds() -> dict[str, Any]:
+    """STS-B dev and test as frames of sentence1, sentence2, gold (one row per distinct pair)."""
     import pandas as pd
 
     from trans_encoder_core.benchmarks import load_stsb
@@ -58,6 +54,18 @@ def main() -> int:
         golds[split] = pd.DataFrame(
             {"sentence1": list(data.sentence1), "sentence2": list(data.sentence2), "gold": list(data.scores)}
         ).drop_duplicates(["sentence1", "sentence2"])
+    return golds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("summaries", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    import pandas as pd
+
+    golds = stsb_golds()
     rows, seen = [], set()
     for path in args.summaries:
         summary = json.loads(path.read_text())

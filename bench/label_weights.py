@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from label_quality import gold_agreement  # noqa: E402
+from label_quality import gold_agreement, stsb_golds  # noqa: E402
 
 AVERAGE_STAGES = ("average_bi_scores", "average_cross_scores")
 PREFIX = "score__"
@@ -65,18 +64,7 @@ def main() -> int:
 
     import pandas as pd
 
-    from trans_encoder_core.benchmarks import load_stsb
-
-    root = os.environ.get("TRANS_ENCODER_DATA") or str(ROOT.parent / "shared/data/sts")
-    golds = {}
-    for split in ("dev", "test"):
-        data = load_stsb(root, split)
-        frame = {
-            "sentence1": list(data.sentence1),
-            "sentence2": list(data.sentence2),
-            "gold": list(data.scores),
-        }
-        golds[split] = pd.DataFrame(frame).drop_duplicates(["sentence1", "sentence2"])
+    golds = stsb_golds()
     results = []
     for path in args.summaries:
         run_name, stages = averaged_stages(path)
