@@ -2,7 +2,7 @@
 
 A stage's cache key is `stage_key(name, config, inputs)` (tasks/stages.py). This module is the only
 place that says which settings and which inputs determine a stage's output, so the keys can be read
-side by side and pinned by tests (tests/flows/golden/keys.json holds the keys that stores written
+side by side and pinned by tests (tests/flows/golden/keys-*.json hold the keys that stores written
 before the flows became one carry; they must keep coming back cached). Options added after a stage's
 first release enter its config only when they are on, so the keys of earlier runs stay valid.
 """

@@ -1,11 +1,18 @@
-"""The tiny runs whose stage keys and output digests are pinned in `golden/keys.json`.
+"""The tiny runs whose stage keys and output digests are pinned in `golden/keys-<CPU vendor>.json`.
 
-`golden/keys.json` was written by the self- and mutual-distillation flows of commit 51a86cb (before
-the two flows became one) with `python -m tests.flows.golden_runs OUT.json DATA_DIR`; `test_golden_keys.py`
-reruns the same configurations through today's flow and requires the same stage keys and the same
-committed file digests, i.e. a store written by the old code comes back fully cached and
-recomputation writes the same bytes. Each run is described here as plain data so that both the old
+Each `golden/keys-VENDOR.json` was written by the self- and mutual-distillation flows of commit
+51a86cb (before the two flows became one) with `python -m tests.flows.golden_runs OUT.json DATA_DIR`,
+run from a checkout of 51a86cb with this file and `golden/` copied in, on a CPU of that vendor;
+`test_golden_keys.py` reruns the same configurations through today's flow and requires the same stage
+keys and the same committed file digests, i.e. a store written by the old code comes back fully cached
+and recomputation writes the same bytes. Each run is described here as plain data so that both the old
 and the new configuration classes can be built from it.
+
+Why one file per vendor: torch (2.13, built with MKL) draws CPU dropout masks with MKL's random
+generator on Intel CPUs only and with its own generator elsewhere (`bernoulli_scalar_kernel` checks
+`cpuinfo_vendor_intel`), so every trained stage, and every key that carries a trained model's digest,
+differs between an Intel and an AMD machine although the code and the config are the same. The stages
+upstream of any dropout (pair ingestion, the start model's labels and evaluation) are equal in both.
 """
 
 from __future__ import annotations
@@ -138,6 +145,24 @@ def run_new(name: str, models: dict[str, Path], store: Path, data: Path | None) 
         ]
         config = DistillConfig(**shared, plms=plms)
     return run_distill(config, ThreadPoolTaskRunner(max_workers=1))
+
+
+def cpu_vendor() -> str | None:
+    """The CPU vendor string as Linux reports it (`GenuineIntel`, `AuthenticAMD`, ...), else None."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[1].strip() or None
+    return None
+
+
+def golden_path(vendor: str | None) -> Path | None:
+    """The pinned keys for CPUs of this vendor, or None when none were recorded."""
+    path = GOLDEN / f"keys-{vendor}.json"
+    return path if vendor and path.is_file() else None
 
 
 def main(out: str, data: str | None) -> None:
