@@ -159,12 +159,6 @@ def cpu_vendor() -> str | None:
     return None
 
 
-def golden_path(vendor: str | None) -> Path | None:
-    """The pinned keys for CPUs of this vendor, or None when none were recorded."""
-    path = GOLDEN / f"keys-{vendor}.json"
-    return path if vendor and path.is_file() else None
-
-
 def main(out: str, data: str | None) -> None:
     import os
 

@@ -2,8 +2,8 @@
 
 `golden/keys-<CPU vendor>.json` holds, for six tiny runs (self-distillation with and without a dev
 set, with the quick preset's calibration and start selection, with SimCSE initialisation; mutual
-distillation with and without a dev set), every stage key and committed-file digest that the self- and mutual-
-distillation flows of commit 51a86cb wrote (tests/flows/golden_runs.py says how). Today's flow must
+distillation with and without a dev set), every stage key and committed-file digest that the self-
+and mutual-distillation flows of commit 51a86cb wrote (tests/flows/golden_runs.py says how). Today's flow must
 compute the same keys (so an old store is a cache hit) and write the same files (so recomputing a
 stage, here the whole run, writes the same bytes). Dropout masks on the CPU depend on its vendor
 (tests/flows/golden_runs.py says why), so the pins are per vendor; the stages upstream of any dropout
@@ -23,7 +23,6 @@ from tests.flows.golden_runs import (
     RUNS,
     committed_digests,
     cpu_vendor,
-    golden_path,
     prepare_root,
     run_new,
 )
@@ -50,13 +49,12 @@ def models() -> dict[str, Path]:
 def test_keys_and_bytes_equal_the_old_flows(
     name: str, models: dict[str, Path], request: pytest.FixtureRequest
 ) -> None:
-    pinned_file = golden_path(VENDOR)
-    if pinned_file is None:
+    if VENDOR not in RECORDED:
         pytest.skip(
             f"no stage keys pinned for CPU vendor {VENDOR!r} (dropout masks differ by vendor); record "
             "them as tests/flows/golden_runs.py says, from a checkout of 51a86cb on such a machine"
         )
-    pinned = RECORDED[pinned_file.stem.removeprefix("keys-")][name]
+    pinned = RECORDED[VENDOR][name]
     data = request.getfixturevalue("data_root") if RUNS[name]["data"] else None
     store = FIXED_ROOT / name / "store"
     summary = run_new(name, models, store, data)
