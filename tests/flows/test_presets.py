@@ -23,8 +23,17 @@ def test_quick_turns_on_every_speed_option_and_is_otherwise_the_quick_mutual_rec
     for enc in (quick.bi, quick.cross):
         assert all(getattr(enc.fit, option) for option in SPEED_FIT)
         assert enc.score_precision == "auto"
-    minilm = preset_config("quick-mutual").plms[0]
-    assert _without_speed(quick.model_dump()) == _without_speed(minilm.model_dump())
+    minilm, mpnet = preset_config("quick-mutual").plms
+    # quick-mutual's only changes: MPNet as the second PLM and MiniLM's bi-encoder at lr 5e-5
+    # (README, "Mutual distillation"); everything else is quick's recipe without the speed options.
+    assert (minilm.bi.fit.learning_rate, mpnet.bi.fit.learning_rate) == (5e-5, 2e-5)
+    assert mpnet.bi.model == "packaged-mpnet"
+    minilm_as_quick = minilm.model_dump()
+    minilm_as_quick["bi"]["fit"]["learning_rate"] = quick.bi.fit.learning_rate
+    mpnet_as_quick = mpnet.model_dump()
+    mpnet_as_quick["bi"]["model"] = quick.bi.model
+    for plm in (minilm_as_quick, mpnet_as_quick):
+        assert _without_speed(quick.model_dump()) == _without_speed(plm)
 
 
 def test_quick_mutual_and_quick_mrpc_keep_the_settings_their_numbers_were_measured_with() -> None:
