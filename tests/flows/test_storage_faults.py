@@ -2,9 +2,9 @@
 
 - A proxy in front of the moto server cuts the upload of a `train_bi` model file after its first
   16 KiB, with the rest of the body still to send, and stops moto for a second: the upload fails with
-  a connection error, Prefect retries the task (tasks/stages.py), the retry sets the partial folder
-  aside (it has no commit marker, so it was never taken as finished) and commits a complete copy; the
-  run completes.
+  a connection error (client-side retries are off, so it reaches the task), Prefect retries the task
+  (tasks/stages.py), the retry sets the partial folder aside (it has no commit marker, so it was never
+  taken as finished) and commits a complete copy; the run completes.
 - A truncated Parquet table and altered model weights, on S3 and on a local store, fail their recorded
   sha256 at the next run: exactly those stages are recomputed (bit for bit, so everything after them
   stays cached) and the scores are unchanged.
@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import s3fs
 
 from flows.distill import distill
-from tasks.store import COMMIT_FILE, Store, StoreIntegrityError
+from tasks.store import COMMIT_FILE, STORAGE_OPTIONS_ENV, Store, StoreIntegrityError
 from tests.flows.conftest import only_model, stage_runs
 from tests.flows.test_s3_store import tiny_config
 from tests.s3 import CuttingProxy, MotoS3, moto_s3  # noqa: F401
@@ -73,6 +75,14 @@ def outage_run(
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("TRANS_ENCODER_S3_ENDPOINT", proxy.endpoint)  # every request goes through it
+            # No client-side retries: s3fs's own (5 tries, about 1 s of backoff) and botocore's could
+            # outlast the 1 s outage and resend the file, so whether Prefect's retry ran depended on
+            # timing (CI once saw no retry). Here the failure always reaches the task.
+            mp.setattr(s3fs.S3FileSystem, "retries", 1)
+            mp.setenv(
+                STORAGE_OPTIONS_ENV,
+                json.dumps({"s3": {"config_kwargs": {"retries": {"total_max_attempts": 1}}}}),
+            )
             cfg = tiny_config(moto_s3.url("outage"), flow_model, tiny_sts, run_name="outage")
             summary = distill(cfg)
     finally:
