@@ -85,6 +85,13 @@ def _time_field(text: str, name: str) -> float:
     return float(value)
 
 
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
 def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> dict[str, Any]:
     store, summary = work / f"store-{name}", work / f"summary-{name}.json"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "self-distill", "--preset", "paper"]
@@ -100,6 +107,7 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
     report = json.loads(summary.read_text())
     (model,) = report["models"].values()
     stages = {s["name"]: s["seconds"] for s in report["stages"] if s["name"] in ("train_cross", "train_bi")}
+    first = min(s["started"] for s in report["stages"])
     return {
         "variant": name,
         "command": " ".join(cmd[2:]),
@@ -113,7 +121,29 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
             "bi": model["best"]["bi"]["test"].get("stsb"),
         },
         "stage_seconds": stages,
+        # every stage in run order, and the seconds from process start to the first stage (imports,
+        # the ephemeral Prefect server, config and model checks)
+        "stages": [{k: s[k] for k in ("name", "cycle", "seconds")} for s in report["stages"]],
+        "startup_s": round(first - started, 2),
     }
+
+
+def matmul_gflops(threads: int = 2, size: int = 2048) -> dict[str, float]:
+    """2048x2048 matmul throughput with 2 threads, fp32 and bf16: how this machine compares with the
+    one the official figures were measured on (../shared/docs/baselines.md: ~100 and ~400 GFLOP/s)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        n, t = 10, time.perf_counter()
+        for _ in range(n):
+            a @ b
+        out[name] = round(2 * size**3 * n / (time.perf_counter() - t) / 1e9, 1)
+    return out
 
 
 def main() -> None:
@@ -131,6 +161,8 @@ def main() -> None:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     commit = head.stdout.strip()
     load_average = os.getloadavg()
+    gflops = matmul_gflops()
+    print(f"2048x2048 matmul, 2 threads: {gflops['fp32']} GFLOP/s fp32, {gflops['bf16']} bf16", flush=True)
     with tempfile.TemporaryDirectory(prefix="te-identical-") as tmp:
         work = Path(tmp)
         n_pairs = write_pool(Path(args.data), work / "stsb-test-pairs.csv")
@@ -140,14 +172,20 @@ def main() -> None:
             print(
                 f"{name:<14} wall {r['wall_s']:7.1f} s ({OFFICIAL['wall_s'] / r['wall_s']:.2f}x official)  "
                 f"cpu {r['user_cpu_s']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB  STS-B "
-                f"{r['stsb']['start']:.2f} -> cross {r['stsb']['cross']:.2f} -> bi {r['stsb']['bi']:.2f}",
+                f"{r['stsb']['start']:.2f} -> cross {r['stsb']['cross']:.2f} -> bi {r['stsb']['bi']:.2f}  "
+                f"startup {r['startup_s']:.1f} s",
                 flush=True,
             )
     result = {
         "pairs": n_pairs,
         "official": OFFICIAL,
         "runs": rows,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "matmul_gflops": gflops,
+        },
         "commit": commit,  # read before the runs: the code they ran
         "load_average_at_start": load_average,
     }

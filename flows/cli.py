@@ -14,7 +14,11 @@ import sys
 import threading
 from pathlib import Path
 
-from flows.cli_distill import register_distill
+from trans_encoder_core.allocator import keep_heap
+
+keep_heap()  # before any thread allocates: every thread then shares one kept heap (exact; see there)
+
+from flows.cli_distill import register_distill  # noqa: E402
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "trans_encoder_core,trans_encoder")

@@ -175,8 +175,12 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def run_and_print(config: DistillConfig, summary_path: str | None) -> int:
+    from flows.server_boot import boot_in_background
+
+    boot = boot_in_background()  # the ephemeral server boots while torch and the flows import
     from flows.distill import run_distill
 
+    boot.wait()
     summary = run_distill(config)
     cached = sum(s["cached"] for s in summary["stages"])
     print(f"\nstages: {len(summary['stages'])} ({cached} cached); summary: {summary['summary_uri']}")

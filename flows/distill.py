@@ -33,6 +33,7 @@ from tasks.preflight import check_starting_models, starting_refs
 from tasks.retrain import publish_run
 from tasks.store import Store
 from tasks.unsup_init import init_bi
+from trans_encoder_core.allocator import keep_heap
 from trans_encoder_core.benchmarks import DATA_ENV_VAR
 from trans_encoder_core.binary_tasks import resolve_binary_root
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
@@ -352,6 +353,7 @@ def _check_runner(cfg: DistillConfig) -> None:
 def distill(config: DistillConfig = DistillConfig()) -> dict[str, Any]:  # noqa: B008
     """Trans-Encoder distillation over one or more PLMs with cached stages; rerun a config to resume."""
     stop_stages_on_signals()  # SIGTERM / Ctrl-C end the running stage at its next step
+    keep_heap()  # before the task threads start (the CLI has already done it; deployments have not)
     cfg = config.model_copy(update={"store": Store(config.store).root})
     _check_runner(cfg)
     check_starting_models(cfg.store, starting_refs(cfg.plms))  # before any stage (a bad model: seconds)

@@ -14,11 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save_file
 
 from tasks.store import Store, StoreError, sha256_file
 from trans_encoder_core.benchmarks import TASKS, task_files
-from trans_encoder_core.checkpointing import pack_train_state, unpack_train_state
+from trans_encoder_core.checkpointing import pack_train_state, unpack_train_state, write_safetensors
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig
 from trans_encoder_core.encoders import PACKAGED_MODEL_NAMES, BiEncoder, CrossEncoder, resolve_model
 from trans_encoder_core.packaged import SPLIT_ZIP_MODELS, packaged_digest
@@ -134,7 +133,7 @@ def read_results(store: Store, art_uri: str) -> dict[str, Any]:
 def save_checkpoint(store: Store, uri: str, state: TrainState) -> None:
     """Write a training checkpoint as one safetensors object (atomic replace)."""
     tensors, meta = pack_train_state(state)
-    store.write_with(uri, lambda path: save_file(tensors, path, metadata=meta))
+    store.write_with(uri, lambda path: write_safetensors(tensors, path, meta))
 
 
 def _safetensors_metadata(data: bytes) -> dict[str, str]:

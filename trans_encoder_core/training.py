@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from trans_encoder_core.allocator import keep_heap
 from trans_encoder_core.config import FitConfig
 from trans_encoder_core.dropout import fast_dropout
 from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision, step_seed
@@ -152,6 +153,7 @@ def fit(
     itself does (fp32 by default).
     """
     eval_autocast = cfg.eval_autocast if eval_autocast is None else eval_autocast
+    keep_heap()  # steps reuse freed memory instead of page-faulting fresh mappings (exact)
     if n_examples < 1:
         raise ValueError("Training expects at least one example, got 0; check the pair table.")
     device = next(module.parameters()).device

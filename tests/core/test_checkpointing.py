@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,39 @@ def test_packed_tensors_are_independent_copies() -> None:
     with torch.no_grad():
         module[0].weight.add_(1.0)
     assert not torch.equal(tensors["model.0.weight"], module[0].weight)
+
+
+def test_checkpoint_writer_files_read_back_as_safetensors_writes_them(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from trans_encoder_core.checkpointing import write_safetensors
+
+    gen = torch.Generator().manual_seed(0)
+    tensors = {
+        "w": torch.randn(7, 5, generator=gen),
+        "bf16": torch.randn(3, 4, generator=gen).to(torch.bfloat16),
+        "step": torch.tensor(12.0),  # 0-dim, as AdamW's step counters
+        "empty": torch.zeros(0, 4),
+        "ids": torch.arange(6, dtype=torch.int64).reshape(2, 3),
+        "mask": torch.tensor([True, False, True]),
+        "strided": torch.randn(6, 4, generator=gen).t(),  # not contiguous
+    }
+    meta = {"train_state": '{"global_step": 3}'}
+    ours, theirs = tmp_path / "ours.safetensors", tmp_path / "theirs.safetensors"
+    write_safetensors(tensors, str(ours), meta)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(theirs), metadata=meta)
+    got, want = load_file(str(ours)), load_file(str(theirs))
+    assert got.keys() == want.keys() == tensors.keys()
+    for name, value in tensors.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape
+        assert torch.equal(got[name], value) and torch.equal(got[name], want[name])
+    data = ours.read_bytes()
+    assert _metadata(data) == meta
+    assert int.from_bytes(data[:8], "little") % 8 == 0  # tensor bytes start aligned
+
+
+def test_checkpoint_writer_names_an_unsupported_dtype(tmp_path: Path) -> None:
+    from trans_encoder_core.checkpointing import write_safetensors
+
+    with pytest.raises(ValueError, match="complex64 for 'z'"):
+        write_safetensors({"z": torch.zeros(2, dtype=torch.complex64)}, str(tmp_path / "x"), {})

@@ -1,0 +1,79 @@
+"""The ephemeral Prefect server started early (flows/server_boot.py): the flow must use that server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.server_boot import boot_in_background
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# In a fresh interpreter without PREFECT_API_URL: boot early, run a flow, report what it talked to.
+SCRIPT = """
+import json, httpx
+from flows.server_boot import boot_in_background
+boot = boot_in_background()
+started = boot.thread is not None
+boot.wait()
+from prefect import flow, get_client
+from prefect.server.api.server import SubprocessASGIServer
+server = SubprocessASGIServer()
+running_before_flow = server.running
+health = httpx.get(server.api_url + "/health").status_code if running_before_flow else None
+
+@flow
+def probe():
+    with get_client(sync_client=True) as client:
+        return client.api_url.__str__()
+
+used = probe()
+print(json.dumps({"started": started, "running": running_before_flow, "health": health,
+                  "server": server.api_url, "used": used,
+                  "instances": len(SubprocessASGIServer._instances)}))
+"""
+
+
+def _run(tmp_path: Path, **env: str) -> dict[str, object]:
+    environ = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), **env}
+    environ.pop("PREFECT_API_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=REPO_ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_flow_runs_on_the_server_booted_before_the_imports(tmp_path: Path) -> None:
+    seen = _run(tmp_path)
+    assert seen["started"] is True
+    assert seen["running"] is True and seen["health"] == 200
+    # the flow's client found the early server: the same address, no second server instance
+    assert str(seen["used"]).rstrip("/") == str(seen["server"]).rstrip("/")
+    assert seen["instances"] == 1
+
+
+def test_switched_off_the_flow_starts_the_server_itself(tmp_path: Path) -> None:
+    seen = _run(tmp_path, TRANS_ENCODER_EARLY_SERVER="0")
+    assert seen["started"] is False and seen["running"] is False
+    assert str(seen["used"]).rstrip("/") == str(seen["server"]).rstrip("/")
+
+
+def test_nothing_is_started_when_a_server_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # this process runs under the test harness, which sets PREFECT_API_URL
+    from prefect.settings import PREFECT_API_URL
+
+    assert PREFECT_API_URL.value()
+    boot = boot_in_background()
+    assert boot.thread is None
+    boot.wait()  # a no-op
