@@ -13,7 +13,14 @@ Variants: `fp32` (both fits in fp32: the official code's arithmetic on a CPU), `
 precision: bf16 autocast on a CPU with native bf16), `+packing` (padding-free batches in both fits),
 `+fast` (fast dropout masks and the fused AdamW kernel in both fits: the same distribution and update,
 other masks and rounding), `+bf16-scoring` (labelling, final and in-fit dev evaluations in the fits'
-precision too: changes the numbers by bf16 rounding, so it is opt-in).
+precision too: changes the numbers by bf16 rounding, so it is opt-in), `+glibc-heap` (the same run
+with TRANS_ENCODER_KEEP_HEAP=0: glibc's default allocator behaviour, the A/B of
+trans_encoder_core/allocator.py). Each run also records system CPU seconds and minor page faults.
+
+The official code's figures come from another machine of this kind; the 2048x2048 matmul rate
+printed first (and written to the JSON) says how this machine compares (baselines.md: ~100 GFLOP/s
+fp32, ~400 bf16 there), and the `fp32` variant, which took 620 s there against the official 611 s,
+is the stand-in for the official code's time on this machine.
 """
 
 from __future__ import annotations
@@ -57,7 +64,11 @@ VARIANTS = {
     "auto+packing+fast": PACKING + FAST,
     "auto+packing+fast+bf16-scoring": PACKING + FAST + BF16_SCORING,
     "fp32+packing": FP32 + PACKING,
+    # the same as the variant before `+glibc-heap`, with glibc's default allocator behaviour
+    # (trans_encoder_core/allocator.py off): the A/B of keeping the heap between steps
+    "auto+packing+fast+bf16-scoring+glibc-heap": PACKING + FAST + BF16_SCORING,
 }
+VARIANT_ENV = {"auto+packing+fast+bf16-scoring+glibc-heap": {"TRANS_ENCODER_KEEP_HEAP": "0"}}
 
 
 def write_pool(data: Path, out: Path) -> int:
@@ -100,6 +111,7 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
     cmd += ["--seed", str(seed), "--run-name", run_name, "--summary", str(summary)]
     cmd += ["--set", 'eval_tasks=["stsb"]', *VARIANTS[name]]
     env = {**os.environ, "PREFECT_HOME": str(work / f"prefect-{name}"), "PYTHONUNBUFFERED": "1"}
+    env |= VARIANT_ENV.get(name, {})
     started = time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -114,6 +126,8 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
         "started": started,
         "wall_s": _time_field(proc.stderr, "Elapsed (wall clock) time (h:mm:ss or m:ss)"),
         "user_cpu_s": _time_field(proc.stderr, "User time (seconds)"),
+        "system_cpu_s": _time_field(proc.stderr, "System time (seconds)"),
+        "minor_page_faults": int(_time_field(proc.stderr, "Minor (reclaiming a frame) page faults")),
         "peak_rss_gb": _time_field(proc.stderr, "Maximum resident set size (kbytes)") / 1024**2,
         "stsb": {
             "start": model["start"]["bi"]["test"].get("stsb"),
@@ -171,7 +185,8 @@ def main() -> None:
             r = rows[-1]
             print(
                 f"{name:<14} wall {r['wall_s']:7.1f} s ({OFFICIAL['wall_s'] / r['wall_s']:.2f}x official)  "
-                f"cpu {r['user_cpu_s']:7.1f} s  peak {r['peak_rss_gb']:.2f} GB  STS-B "
+                f"cpu {r['user_cpu_s']:7.1f} s  sys {r['system_cpu_s']:5.1f} s  "
+                f"peak {r['peak_rss_gb']:.2f} GB  STS-B "
                 f"{r['stsb']['start']:.2f} -> cross {r['stsb']['cross']:.2f} -> bi {r['stsb']['bi']:.2f}  "
                 f"startup {r['startup_s']:.1f} s",
                 flush=True,

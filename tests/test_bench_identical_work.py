@@ -27,3 +27,11 @@ def test_each_variant_sets_its_options_on_both_encoders(name: str) -> None:
         assert encoder.fit.fast_dropout == encoder.fit.fused_optimizer == ("fast" in name)
         assert encoder.fit.eval_autocast == ("bf16-scoring" in name)
         assert (encoder.score_precision == "auto") == ("bf16-scoring" in name)
+
+
+def test_only_the_glibc_heap_variant_changes_the_environment() -> None:
+    assert set(identical_work.VARIANT_ENV) == {n for n in identical_work.VARIANTS if "glibc-heap" in n}
+    for name, env in identical_work.VARIANT_ENV.items():
+        assert env == {"TRANS_ENCODER_KEEP_HEAP": "0"}
+        # the A/B pair differs in the environment only
+        assert identical_work.VARIANTS[name] == identical_work.VARIANTS[name.removesuffix("+glibc-heap")]
