@@ -15,7 +15,9 @@ mmapped and unmapped as they grow and shrink, and Prefect runs every task on a w
 same 8 bi-encoder steps, run twice on a thread, took 27.4 s wall, 1.02 M page faults and 10.3 s of system
 time in one process, and 20.9 s, 0.46 M and 6.7 s with the options below (`/usr/bin/time` around a
 two-round script of `distillation.train_bi_encoder` on a thread; the machine's timings vary by
-~10 %, the page-fault counts much less).
+~10 %, the page-fault counts much less). End to end, the identical-work run (bench/identical_work.py,
+variant `+glibc-heap` for the control) had 0.81 M minor page faults and 27.3 s of system CPU against
+4.47 M and 40.5 s; its wall clock moved less than the machine's noise.
 
 `keep_heap()` sets, at run time with `mallopt`: one arena for all threads, no mmap-served blocks and
 no trimming, so the blocks a step frees are reused by the next one. What is computed does not change
