@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.script_run import run_script
 
 # mallinfo2 (glibc >= 2.33): `hblkhd` = bytes in mmap-served blocks, `arena` = bytes in the heap.
 SCRIPT = """
@@ -40,16 +36,7 @@ print(json.dumps({"kept": kept, "mmapped_growth": during.hblkhd - before,
 
 def _run(**env: str) -> dict[str, object]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO_ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script(SCRIPT, environ, timeout=120)
     if "skip" in out:
         pytest.skip(str(out["skip"]))
     return out

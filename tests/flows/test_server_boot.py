@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from flows.server_boot import boot_in_background
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.script_run import run_script
 
 # In a fresh interpreter without PREFECT_API_URL: boot early, run a flow, report what it talked to.
 SCRIPT = """
 import json, httpx
 from flows.server_boot import boot_in_background
+from tests.script_run import run_script
 boot = boot_in_background()
 started = boot.thread is not None
 boot.wait()
@@ -42,16 +39,7 @@ print(json.dumps({"started": started, "running": running_before_flow, "health": 
 def _run(tmp_path: Path, **env: str) -> dict[str, object]:
     environ = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), **env}
     environ.pop("PREFECT_API_URL", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO_ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_script(SCRIPT, environ)
 
 
 def test_the_flow_runs_on_the_server_booted_before_the_imports(tmp_path: Path) -> None:
