@@ -10,14 +10,13 @@ packed bf16 bi-encoder step (128 pairs) 0.60 s against 0.43 s with the heap kept
 (`python bench/packing_speed.py --threads 2 --rounds 3 --bi-steps 5 --variants packed_bf16_fast`
 with and without `MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...`).
 
-Threads make it worse: each thread that allocates gets its own glibc arena, whose heaps are
-mmapped and unmapped as they grow and shrink, and Prefect runs every task on a worker thread. The
-same 8 bi-encoder steps, run twice on a thread, took 27.4 s wall, 1.02 M page faults and 10.3 s of system
-time in one process, and 20.9 s, 0.46 M and 6.7 s with the options below (`/usr/bin/time` around a
-two-round script of `distillation.train_bi_encoder` on a thread; the machine's timings vary by
-~10 %, the page-fault counts much less). End to end, the identical-work run (bench/identical_work.py,
-variant `+glibc-heap` for the control) had 0.81 M minor page faults and 27.3 s of system CPU against
-4.47 M and 40.5 s; its wall clock moved less than the machine's noise.
+Threads make it worse: each thread that allocates gets its own glibc arena, whose heaps are mmapped
+and unmapped as they grow and shrink, and Prefect runs every task on a worker thread. End to end,
+the identical-work run (`python bench/identical_work.py --variants
+auto+packing+fast+bf16-scoring+glibc-heap auto+packing+fast+bf16-scoring`,
+bench/results/identical-work-cpu-amd-heap-ab.json) had 0.81 M minor page faults and 27.3 s of system
+CPU with the options below against 4.47 M and 40.5 s without; its wall clock moved less than the
+machine's noise (185.4 against 186.4 s).
 
 `keep_heap()` sets, at run time with `mallopt`: one arena for all threads, no mmap-served blocks and
 no trimming, so the blocks a step frees are reused by the next one. What is computed does not change
@@ -25,7 +24,7 @@ no trimming, so the blocks a step frees are reused by the next one. What is comp
 holds anyway. The arena limit only counts if it is set before a second thread allocates (glibc fixes
 it then): the CLI calls `keep_heap()` first thing; a process that Prefect's engine starts (a
 deployment run) has threads already, so prefect.yaml sets glibc's MALLOC_ARENA_MAX=1 in the run's
-environment, and the flow and `training.fit` set the other two (also for library use). Off with
+environment, and the flow and `training.fit` set the other two (`fit` also for library use). Off with
 TRANS_ENCODER_KEEP_HEAP=0; a no-op where the C library is not glibc or where the user set glibc's
 own MALLOC_MMAP_* / MALLOC_TRIM_* variables.
 """

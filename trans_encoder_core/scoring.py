@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from trans_encoder_core.allocator import keep_heap
 from trans_encoder_core.batching import length_sorted_batches, tokenize_pairs, tokenize_texts, unique_index
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
 from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision
@@ -32,7 +31,6 @@ def encode(
     bi: BiEncoder, sentences: Sequence[str], *, batch_size: int = 128, precision: str = "fp32"
 ) -> np.ndarray:
     """Pooled embeddings (n, hidden) as float32, in input order (`precision` may be "auto")."""
-    keep_heap()
     device = _device_of(bi)
     tokens = tokenize_texts(bi.tokenizer, sentences, bi.max_seq_length)
     out = np.empty((len(tokens), int(bi.model.config.hidden_size)), dtype=np.float32)
@@ -90,7 +88,6 @@ def cross_logits(
 ) -> np.ndarray:
     """One logit per (first, second) pair, float32, in input order."""
     _check_aligned(first, second)
-    keep_heap()
     device = _device_of(cross)
     length = max_length or cross.max_length
     limit = position_limit(cross.model)
