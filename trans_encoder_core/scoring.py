@@ -1,7 +1,8 @@
 """Pseudo-labels: bi-encoder cosines and cross-encoder probabilities (algorithm.md §1.4 A and C).
 
 Scoring encodes every unique sentence once, in length-sorted batches padded per batch, under
-`torch.inference_mode()`, and returns CPU float32 arrays aligned with the input rows.
+`torch.inference_mode()` (on a CPU several batches side by side, one per thread: `run_batches`), and
+returns CPU float32 arrays aligned with the input rows.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 
 from trans_encoder_core.batching import length_sorted_batches, tokenize_pairs, tokenize_texts, unique_index
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
-from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision
+from trans_encoder_core.runtime import autocast, eval_mode, resolve_precision, run_batches
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
@@ -34,10 +35,12 @@ def encode(
     device = _device_of(bi)
     tokens = tokenize_texts(bi.tokenizer, sentences, bi.max_seq_length)
     out = np.empty((len(tokens), int(bi.model.config.hidden_size)), dtype=np.float32)
+
+    def compute(idx: np.ndarray) -> None:
+        out[idx] = bi(tokens.collate(idx, device)).float().cpu().numpy()
+
     with eval_mode(bi), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
-        for idx in length_sorted_batches(tokens.lengths(), batch_size):
-            check_stop("encoding")
-            out[idx] = bi(tokens.collate(idx, device)).float().cpu().numpy()
+        run_batches(length_sorted_batches(tokens.lengths(), batch_size), compute, device, "encoding")
     return out
 
 
@@ -93,10 +96,12 @@ def cross_logits(
     limit = position_limit(cross.model)
     tokens = tokenize_pairs(cross.tokenizer, first, second, min(length, limit) if limit else length)
     out = np.empty(len(tokens), dtype=np.float32)
+
+    def compute(idx: np.ndarray) -> None:
+        out[idx] = cross(tokens.collate(idx, device)).float().cpu().numpy()
+
     with eval_mode(cross), torch.inference_mode(), autocast(resolve_precision(precision, device), device):
-        for idx in length_sorted_batches(tokens.lengths(), batch_size):
-            check_stop("scoring pairs")
-            out[idx] = cross(tokens.collate(idx, device)).float().cpu().numpy()
+        run_batches(length_sorted_batches(tokens.lengths(), batch_size), compute, device, "scoring pairs")
     return out
 
 

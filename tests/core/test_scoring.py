@@ -14,6 +14,7 @@ import pytest
 from tests.tiny import CORPUS
 from trans_encoder_core.batching import length_sorted_batches, tokenize_pairs, tokenize_texts, unique_index
 from trans_encoder_core.encoders import BiEncoder, CrossEncoder
+from trans_encoder_core.runtime import STREAMS_ENV, inference_streams, run_batches
 from trans_encoder_core.scoring import bi_scores, cosine_rows, cross_logits, cross_scores, encode
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -147,3 +148,107 @@ def test_length_sorted_batches_cover_every_row_once(bi: BiEncoder) -> None:
     assert lengths == sorted(lengths, reverse=True)
     batch = tokens.collate(batches[-1], bi.model.device)
     assert batch["input_ids"].shape[1] == tokens.lengths()[batches[-1]].max()  # padded per batch only
+
+
+# -- batches side by side on CPU threads (runtime.run_batches) --------------------------------------
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_batches_side_by_side_equal_one_at_a_time(
+    bi: BiEncoder, cross: CrossEncoder, precision: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    results = {}
+    for streams in ("1", "3"):
+        monkeypatch.setenv(STREAMS_ENV, streams)
+        results[streams] = (
+            encode(bi, FIRST + SECOND, batch_size=2, precision=precision),
+            cross_logits(cross, FIRST, SECOND, batch_size=2, precision=precision),
+        )
+    for one, side_by_side in zip(results["1"], results["3"], strict=True):
+        np.testing.assert_array_equal(side_by_side, one)  # bitwise: each batch on one thread
+    assert torch.get_num_threads() == 1  # the fixture's count is back after the workers ran
+
+
+def test_side_by_side_batches_keep_the_callers_autocast(
+    bi: BiEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fit's dev evaluation runs the scorer inside the fit's autocast: the workers compute in it too."""
+    import torch
+
+    from trans_encoder_core.runtime import autocast
+
+    cpu = torch.device("cpu")
+    out = {}
+    for streams in ("1", "2"):
+        monkeypatch.setenv(STREAMS_ENV, streams)
+        with autocast("bf16", cpu):
+            out[streams] = encode(bi, FIRST + SECOND, batch_size=2)
+    np.testing.assert_array_equal(out["2"], out["1"])
+    assert not np.array_equal(out["2"], encode(bi, FIRST + SECOND, batch_size=2))  # bf16 ≠ fp32
+
+
+def test_a_failing_batch_stops_the_others_and_raises() -> None:
+    import threading
+
+    import torch
+
+    seen: list[int] = []
+    lock = threading.Lock()
+
+    def compute(idx: np.ndarray) -> None:
+        with lock:
+            seen.append(int(idx[0]))
+        if idx[0] == 3:
+            raise RuntimeError("batch 3 failed")
+
+    batches = [np.array([i]) for i in range(200)]
+    with pytest.raises(RuntimeError, match="batch 3 failed"):
+        run_batches(batches, compute, torch.device("cpu"), "test", streams=2)
+    assert 3 in seen and len(seen) < 200
+
+
+def test_a_stop_request_ends_side_by_side_batches() -> None:
+    import torch
+
+    from trans_encoder_core.runtime import StopRequested, clear_stop, request_stop
+
+    done: list[int] = []
+    request_stop()
+    try:
+        with pytest.raises(StopRequested, match="at test"):
+            run_batches(
+                [np.array([i]) for i in range(8)],
+                lambda i: done.append(1),
+                torch.device("cpu"),
+                "test",
+                streams=2,
+            )
+    finally:
+        clear_stop()
+    assert done == []
+
+
+@pytest.mark.parametrize(
+    ("device", "n", "env", "expected"),
+    [
+        ("cpu", 10, {STREAMS_ENV: "4"}, 4),
+        ("cpu", 3, {STREAMS_ENV: "8"}, 3),
+        ("cpu", 1, {}, 1),
+        ("cpu", 10, {STREAMS_ENV: "1"}, 1),
+        ("cuda", 10, {STREAMS_ENV: "4"}, 1),
+    ],
+)
+def test_inference_streams(device: str, n: int, env: dict[str, str], expected: int) -> None:
+    import torch
+
+    assert inference_streams(torch.device(device), n, env) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_inference_streams_rejects_bad_values(value: str) -> None:
+    import torch
+
+    with pytest.raises(
+        ValueError, match=f"{STREAMS_ENV} expects a whole number of at least 1, got '{value}'"
+    ):
+        inference_streams(torch.device("cpu"), 10, {STREAMS_ENV: value})
