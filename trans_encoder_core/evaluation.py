@@ -39,26 +39,8 @@ def ensemble_scorer(scorers: Sequence[Scorer]) -> Scorer:
 
 
 def score_sets(scorer: Scorer, tasks: Mapping[str, LabelledPairs]) -> dict[str, np.ndarray]:
-    """Each set's scores on its scored rows, in their order (what `set_metrics` ranks).
-
-    One scorer call over the distinct pairs of all sets together: benchmarks share pairs (STS-B's test
-    set is drawn from STS12-16) and sentences (a bi-encoder encodes each distinct sentence once per
-    call), so nothing is scored twice. A pair's score can differ from scoring its set alone by float
-    rounding only (other batch neighbours).
-    """
-    pairs = {name: _pairs(data) for name, data in tasks.items()}
-    position: dict[tuple[str, str], int] = {}
-    index = np.array(
-        [position.setdefault(p, len(position)) for a, b in pairs.values() for p in zip(a, b, strict=True)],
-        dtype=np.int64,
-    )
-    scores = np.asarray(scorer([a for a, _ in position], [b for _, b in position])) if position else None
-    out, start = {}, 0
-    for name, (a, _) in pairs.items():
-        rows = index[start : start + len(a)]
-        out[name] = scores[rows] if scores is not None else np.empty(0, dtype=np.float32)
-        start += len(a)
-    return out
+    """Each set's scores on its scored rows, in their order (what `set_metrics` ranks)."""
+    return {name: scorer(*_pairs(data)) for name, data in tasks.items()}
 
 
 def _pairs(data: LabelledPairs) -> tuple[Sequence[str], Sequence[str]]:

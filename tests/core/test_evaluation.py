@@ -17,7 +17,6 @@ from trans_encoder_core.evaluation import (
     dev_evaluator,
     ensemble_scorer,
     evaluate_scorer,
-    score_sets,
 )
 from trans_encoder_core.scoring import bi_scores, cross_scores
 
@@ -42,30 +41,6 @@ def test_evaluate_scorer_uses_only_scored_pairs() -> None:
     keep = ~np.isnan(PAIRS.scores)
     ref = stats.spearmanr(np.array(pred)[keep], PAIRS.scores[keep]).statistic * 100
     assert results == pytest.approx({"toy": ref, "again": ref})
-
-
-def test_score_sets_scores_each_distinct_pair_of_all_sets_once() -> None:
-    pred = [0.1, 99.0, 0.9, 0.3, 0.2, 0.8]
-    forward = list(zip(PAIRS.sentence1, PAIRS.sentence2, strict=True))
-    backward = [(b, a) for a, b in forward[:2]]  # the same sentences in the other order: other pairs
-    table = dict(zip(forward, pred, strict=True)) | {backward[0]: 7.0, backward[1]: 8.0}
-    calls: list[list[tuple[str, str]]] = []
-
-    def by_table(a: list[str], b: list[str]) -> np.ndarray:
-        calls.append(list(zip(a, b, strict=True)))
-        return np.array([table[p] for p in calls[-1]], dtype=np.float32)
-
-    swapped = LabelledPairs("swapped", PAIRS.sentence2[:2], PAIRS.sentence1[:2], np.array([1.0, 2.0]))
-    scores = score_sets(by_table, {"toy": PAIRS, "again": PAIRS, "swapped": swapped})
-    keep = ~np.isnan(PAIRS.scores)
-    scored = [p for p, k in zip(forward, keep, strict=True) if k]
-    assert len(calls) == 1 and sorted(calls[0]) == sorted(scored + backward)
-    np.testing.assert_array_equal(scores["toy"], np.array(pred, dtype=np.float32)[keep])
-    np.testing.assert_array_equal(scores["again"], scores["toy"])
-    np.testing.assert_array_equal(scores["swapped"], np.array([7.0, 8.0], dtype=np.float32))
-    empty = LabelledPairs("empty", [], [], np.array([]))
-    assert score_sets(by_table, {"empty": empty})["empty"].shape == (0,)
-    assert len(calls) == 1  # nothing to score: no call
 
 
 def test_ensemble_is_the_mean_of_its_members() -> None:
