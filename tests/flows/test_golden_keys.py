@@ -29,6 +29,14 @@ from tests.flows.golden_runs import (
 
 RECORDED = {p.stem.removeprefix("keys-"): json.loads(p.read_text()) for p in GOLDEN.glob("keys-*.json")}
 VENDOR = cpu_vendor()
+
+
+def library_versions() -> str:
+    from importlib.metadata import version
+
+    return ", ".join(f"{p} {version(p)}" for p in ("torch", "transformers", "tokenizers", "numpy", "scipy"))
+
+
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
@@ -62,7 +70,10 @@ def test_keys_and_bytes_equal_the_old_flows(
     got = committed_digests(store)
     assert sorted(got) == sorted(pinned), "stage keys differ from the pre-merge flows"
     changed = sorted(k for k in got if got[k] != pinned[k])
-    assert not changed, f"outputs differ from the pre-merge flows: {changed}"
+    assert not changed, (
+        f"outputs differ from the pre-merge flows: {changed} ({VENDOR}; {library_versions()}: a library "
+        "release that computes differently shows here, see README, Guarantees)"
+    )
     again = run_new(name, models, store, data)
     assert again["all_cached"]
 
