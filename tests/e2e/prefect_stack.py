@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.prefect_home import fresh_prefect_home
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 POOL = "te-local"
@@ -59,7 +61,7 @@ class PrefectStack:
     """Start, use and stop the processes of one Prefect installation."""
 
     def __init__(self, home: Path) -> None:
-        self.home = home
+        self.home = fresh_prefect_home(home)
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         env = {k: v for k, v in os.environ.items() if k not in DROPPED}

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -23,6 +24,7 @@ from flows.data_fetch import read_manifest
 from tasks.artifacts import load_checkpoint
 from tasks.store import Store
 from tests.flows.conftest import EXAMPLE_PAIRS, REPO_ROOT, only_model
+from tests.prefect_home import fresh_prefect_home
 from tests.tiny_data import spearman_x100
 
 
@@ -62,7 +64,7 @@ def cli_args(model: Path, store: Path, data_root: Path, *extra: str) -> list[str
 def run_cli(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI in its own session; afterwards kill the whole group, so the temporary Prefect server
     of a process that was SIGKILLed cannot outlive the test."""
-    environ = {**os.environ, "PREFECT_HOME": str(home), "OMP_NUM_THREADS": "1", **env}
+    environ = {**os.environ, "PREFECT_HOME": str(fresh_prefect_home(home)), "OMP_NUM_THREADS": "1", **env}
     environ.pop("PREFECT_API_URL", None)  # ephemeral mode, as a user without a server
     out, err = home.parent / f"{home.name}.out", home.parent / f"{home.name}.err"
     with open(out, "w") as fo, open(err, "w") as fe:
@@ -102,30 +104,33 @@ def best(summary_file: Path) -> dict[str, object]:
     return {k: (v["cycle"], v["test"]) for k, v in only_model(summary)["best"].items()}
 
 
+@pytest.fixture(scope="module")
+def reference(flow_model: Path, data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One uninterrupted CLI run in a fresh process, which the rerun and the SIGKILL tests compare
+    with (one run instead of one per test: each costs a process start and a Prefect server)."""
+    root = tmp_path_factory.mktemp("cli-reference")
+    args = cli_args(flow_model, root / "store", data_root, "--summary", str(root / "r.json"))
+    result = run_cli(args, root / "home")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {"args": args, "root": root, "stdout": result.stdout, "summary": root / "r.json"}
+
+
 def test_rerun_in_a_new_process_and_prefect_db_is_fully_cached(
-    flow_model: Path, data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    args = cli_args(flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s1.json"))
-    assert main(args) == 0  # the first run in this process, the rerun in a fresh one
-    first = capsys.readouterr().out
-    assert "best cross" in first and "start bi" in first
-    args[-1] = str(tmp_path / "s2.json")
-    second = run_cli(args, tmp_path / "home2")  # a new Prefect database
+    assert "best cross" in reference["stdout"] and "start bi" in reference["stdout"]
+    args = [*reference["args"][:-1], str(tmp_path / "s2.json")]
+    second = run_cli(args, tmp_path / "home2")  # a new process and a new Prefect database
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads((tmp_path / "s2.json").read_text())
     n = len(summary["stages"])
     assert f"stages: {n} ({n} cached)" in second.stdout
-    assert best(tmp_path / "s1.json") == best(tmp_path / "s2.json")
+    assert best(reference["summary"]) == best(tmp_path / "s2.json")
 
 
 def test_sigkill_during_training_resumes_from_the_checkpoint(
-    flow_model: Path, data_root: Path, tmp_path: Path
+    reference: dict[str, Any], flow_model: Path, data_root: Path, tmp_path: Path
 ) -> None:
-    reference = run_cli(
-        cli_args(flow_model, tmp_path / "ref", data_root, "--summary", str(tmp_path / "r.json")),
-        tmp_path / "home",
-    )
-    assert reference.returncode == 0, reference.stderr[-3000:]
     args = cli_args(flow_model, tmp_path / "store", data_root, "--summary", str(tmp_path / "s.json"))
     killed = run_cli(args, tmp_path / "home", TRANS_ENCODER_FAULT="train_bi:1:kill")
     assert killed.returncode == -9
@@ -139,7 +144,7 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(
     meta = store.read_commit(stage["uri"])["meta"]
     assert meta["metrics"]["resumed_from_step"] == 2  # the first checkpoint (checkpoint_steps=2)
     assert not list(Path(store.path(store.uri("checkpoints", "train_bi"))).glob("*/state.safetensors"))
-    assert best(tmp_path / "s.json") == best(tmp_path / "r.json")
+    assert best(tmp_path / "s.json") == best(reference["summary"])
 
 
 def test_sigterm_during_training_stops_at_once_and_leaves_a_checkpoint_to_resume_from(

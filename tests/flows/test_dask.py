@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 from flows.distill import run_distill
 from tasks.store import Store
 from tests.flows.test_mutual import build_plm_models, mutual_config, overlapping, results_of
+from tests.prefect_home import fresh_prefect_home
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -68,7 +69,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server start` on 127.0.0.1 and a free port; yields its API URL."""
-    home = tmp_path_factory.mktemp("prefect-server")
+    home = fresh_prefect_home(tmp_path_factory.mktemp("prefect-server"))
     port, prefect = _free_port(), shutil.which("prefect", path=str(Path(sys.executable).parent))
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)

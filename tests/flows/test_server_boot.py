@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flows.server_boot import boot_in_background
+from tests.prefect_home import fresh_prefect_home
 from tests.script_run import run_script
 
 # In a fresh interpreter without PREFECT_API_URL: boot early, run a flow, report what it talked to.
@@ -37,7 +38,7 @@ print(json.dumps({"started": started, "running": running_before_flow, "health": 
 
 
 def _run(tmp_path: Path, **env: str) -> dict[str, object]:
-    environ = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), **env}
+    environ = {**os.environ, "PREFECT_HOME": str(fresh_prefect_home(tmp_path / "home")), **env}
     environ.pop("PREFECT_API_URL", None)
     return run_script(SCRIPT, environ)
 
