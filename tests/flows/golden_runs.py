@@ -1,18 +1,23 @@
-"""The tiny runs whose stage keys and output digests are pinned in `golden/keys-<CPU vendor>.json`.
+"""The tiny runs whose stage keys and output digests are pinned in `golden/keys-<CPU signature>.json`.
 
-Each `golden/keys-VENDOR.json` was written by the self- and mutual-distillation flows of commit
+Each `golden/keys-SIGNATURE.json` was written by the self- and mutual-distillation flows of commit
 51a86cb (before the two flows became one) with `python -m tests.flows.golden_runs OUT.json DATA_DIR`,
-run from a checkout of 51a86cb with this file and `golden/` copied in, on a CPU of that vendor;
+run from a checkout of 51a86cb with this file and `golden/` copied in, on a CPU of that signature;
 `test_golden_keys.py` reruns the same configurations through today's flow and requires the same stage
 keys and the same committed file digests, i.e. a store written by the old code comes back fully cached
 and recomputation writes the same bytes. Each run is described here as plain data so that both the old
 and the new configuration classes can be built from it.
 
-Why one file per vendor: torch (2.13, built with MKL) draws CPU dropout masks with MKL's random
-generator on Intel CPUs only and with its own generator elsewhere (`bernoulli_scalar_kernel` checks
-`cpuinfo_vendor_intel`), so every trained stage, and every key that carries a trained model's digest,
-differs between an Intel and an AMD machine although the code and the config are the same. The stages
-upstream of any dropout (pair ingestion, the start model's labels and evaluation) are equal in both.
+Why one file per CPU signature (`cpu_signature`: vendor and the vector instructions torch's kernels
+use): torch (2.13, built with MKL) draws CPU dropout masks with MKL's random generator on Intel CPUs
+only and with its own generator elsewhere (`bernoulli_scalar_kernel` checks `cpuinfo_vendor_intel`),
+so every trained stage, and every key that carries a trained model's digest, differs between an
+Intel and an AMD machine although the code and the config are the same; and float32 matrix products
+round differently with AVX2 than with AVX-512 kernels, so on an AMD CPU without AVX-512 the start
+model's dev evaluations and every trained stage differ from the AVX-512 pins (an AMD EPYC machine of
+2026-12-04; the start model's labels happened to agree). Within one instruction set the stages
+upstream of any dropout (pair ingestion, the start model's labels and evaluation) are equal for both
+vendors.
 """
 
 from __future__ import annotations
@@ -157,6 +162,15 @@ def cpu_vendor() -> str | None:
         if line.startswith("vendor_id"):
             return line.split(":", 1)[1].strip() or None
     return None
+
+
+def cpu_signature() -> str | None:
+    """`VENDOR-CAPABILITY`, e.g. `AuthenticAMD-AVX2`: the CPU vendor and the vector instruction set
+    torch dispatches its kernels to (`torch.backends.cpu.get_cpu_capability()`); None off Linux."""
+    import torch
+
+    vendor = cpu_vendor()
+    return f"{vendor}-{torch.backends.cpu.get_cpu_capability()}" if vendor else None
 
 
 def main(out: str, data: str | None) -> None:
