@@ -14,10 +14,8 @@ Usage: python bench/packing_speed.py [--rounds 2] [--bi-steps 4] [--cross-steps 
            [--row-tokens 64] [--variants ...] [--out bench/results/packing-speed-cpu.json]
 
 `--variants packed_bf16 packed_bf16_fast` compares fast dropout + fused AdamW with torch's dropout and
-AdamW on the same packed bf16 steps; `--threads 2 --variants packed_fp32_fast packed_fp32_fast_shards2`
-compares whole steps on two threads with two step shards side by side, one thread each
-(`fit.step_shards`; speed-ups are against padded_fp32 when it runs, else against the first variant
-named).
+AdamW on the same packed bf16 steps (speed-ups are against padded_fp32 when it runs, else against the
+first variant named).
 """
 
 from __future__ import annotations
@@ -35,16 +33,13 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-# name -> (layout, precision, fast, step shards): `fast` = fit.fast_dropout + fit.fused_optimizer
+# name -> (layout, precision, fast): `fast` = fit.fast_dropout + fit.fused_optimizer
 VARIANTS = {
-    "padded_fp32": ("padded", "fp32", False, 1),
-    "packed_fp32": ("packed", "fp32", False, 1),
-    "padded_bf16": ("padded", "bf16", False, 1),
-    "packed_bf16": ("packed", "bf16", False, 1),
-    "packed_bf16_fast": ("packed", "bf16", True, 1),
-    "packed_fp32_fast": ("packed", "fp32", True, 1),
-    "packed_bf16_fast_shards2": ("packed", "bf16", True, 2),
-    "packed_fp32_fast_shards2": ("packed", "fp32", True, 2),
+    "padded_fp32": ("padded", "fp32", False),
+    "packed_fp32": ("packed", "fp32", False),
+    "padded_bf16": ("padded", "bf16", False),
+    "packed_bf16": ("packed", "bf16", False),
+    "packed_bf16_fast": ("packed", "bf16", True),
 }
 DEFAULT_VARIANTS = ["padded_fp32", "packed_fp32", "padded_bf16", "packed_bf16"]
 
@@ -102,11 +97,11 @@ def main(argv: list[str] | None = None) -> None:
             model = models[name]
             n = steps[name] * per_step[name]
             for variant in args.variants:
-                layout, precision, fast, shards = VARIANTS[variant]
+                layout, precision, fast = VARIANTS[variant]
                 model.load_state_dict(start[name])
                 model.packing = layout == "packed"
                 fit = {"epochs": 1, "eval_steps": 0, "precision": precision}
-                fit |= {"fast_dropout": fast, "fused_optimizer": fast, "step_shards": shards}
+                fit |= {"fast_dropout": fast, "fused_optimizer": fast}
                 stamps: list[tuple[float, float]] = []
                 progress = lambda _: stamps.append((time.perf_counter(), time.process_time()))  # noqa: E731
                 loads.append(os.getloadavg()[0])

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 Pooling = Literal["auto", "cls", "mean"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -90,26 +83,6 @@ class FitConfig(_Frozen):
         description="torch's fused AdamW kernel (one pass over each parameter) instead of the "
         "per-tensor one: the same update up to float rounding, ~5x cheaper on CPUs (ours; off).",
     )
-    step_shards: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="On a CPU, split each step's batch into this many shards computed side by side, one "
-        "thread each, and sum their gradients in shard order: the same examples and update up to float "
-        "rounding (the distillation losses are per-pair means), for CPUs whose threads share small ops "
-        "poorly. Needs fast_dropout (each shard draws its masks from its own generator, seeded from the "
-        "step); 1 = off (ours). Distillation fits only: in-batch contrastive losses do not split.",
-    )
-
-    @model_validator(mode="after")
-    def _check_shards(self) -> FitConfig:
-        if self.step_shards > 1 and not self.fast_dropout:
-            raise ValueError(
-                f"step_shards={self.step_shards} needs fast_dropout=true: torch's own dropout draws from "
-                "one generator shared by all threads, so the masks would depend on thread timing; set "
-                "fast_dropout=true or step_shards=1."
-            )
-        return self
 
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
@@ -118,8 +91,6 @@ class FitConfig(_Frozen):
         for option in ("packing", "eval_autocast", "fast_dropout", "fused_optimizer"):
             if not getattr(self, option):
                 data.pop(option, None)
-        if self.step_shards == 1:
-            data.pop("step_shards", None)
         return data
 
 

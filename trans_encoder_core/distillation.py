@@ -107,7 +107,7 @@ def train_cross_encoder(
         logits = cross(tokens.collate(idx, device))
         return soft_bce_with_logits(logits, target_t[idx].to(device))
 
-    return fit(cross, len(tokens), step_loss, cfg.fit, evaluate=evaluate, shardable=True, **fit_kwargs)
+    return fit(cross, len(tokens), step_loss, cfg.fit, evaluate=evaluate, **fit_kwargs)
 
 
 def train_bi_encoder(
@@ -133,4 +133,4 @@ def train_bi_encoder(
         emb = bi(tokens.collate(np.concatenate([left[idx], right[idx]]), device))
         return cosine_mse(emb[: len(idx)], emb[len(idx) :], target_t[idx].to(device))
 
-    return fit(bi, n, step_loss, cfg.fit, evaluate=evaluate, shardable=True, **fit_kwargs)
+    return fit(bi, n, step_loss, cfg.fit, evaluate=evaluate, **fit_kwargs)

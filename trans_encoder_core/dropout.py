@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,20 +29,6 @@ from torch import nn
 ATTENTION_NAME = "trans_encoder_fast_dropout"
 _LANES = 4  # int16 lanes per int64 draw
 _LEVELS = 1 << 16
-_local = threading.local()  # .generator: where this thread's masks come from (None: torch's default)
-
-
-@contextlib.contextmanager
-def masks_from(generator: torch.Generator | None) -> Iterator[None]:
-    """Within the block this thread's fast masks are drawn from `generator` (None: torch's default
-    generator); other threads are unaffected. Lets step shards on worker threads draw reproducible
-    masks whatever the thread timing."""
-    previous = getattr(_local, "generator", None)
-    _local.generator = generator
-    try:
-        yield
-    finally:
-        _local.generator = previous
 
 
 def drop_levels(p: float) -> int:
@@ -61,16 +46,14 @@ def keep_mask(
     """A boolean keep mask of `shape` (each element kept with probability 1 - k / 2^16) and its scale.
 
     Draws from torch's default generator of `device` (seeded by `torch.manual_seed`), so a fit that
-    reseeds each step draws the same masks again, or from the generator `masks_from` set.
+    reseeds each step draws the same masks again.
     """
     k = drop_levels(p)
     n = math.prod(shape)
     if k == _LEVELS:
         return torch.zeros(shape, dtype=torch.bool, device=device), 0.0
     # from the int64 minimum with no upper bound: all 64 bits random (random_() alone leaves the top one 0)
-    generator = getattr(_local, "generator", None)
-    bits = torch.empty(-(-n // _LANES), dtype=torch.int64, device=device)
-    bits.random_(-(2**63), None, generator=generator)
+    bits = torch.empty(-(-n // _LANES), dtype=torch.int64, device=device).random_(-(2**63), None)
     lanes = bits.view(torch.int16)[:n].view(shape)
     threshold = k - _LEVELS // 2  # int16 lanes are uniform on [-2^15, 2^15): P(lane >= t) = 1 - k / 2^16
     return lanes >= threshold, _LEVELS / (_LEVELS - k)

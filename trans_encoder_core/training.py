@@ -4,8 +4,7 @@ AdamW (eps 1e-6, weight decay 0.01 except biases and LayerNorm), linear warmup t
 zero, gradient clipping at 1.0, autocast where configured, dev evaluation every `eval_steps` steps
 (the counter restarts each epoch) and at each epoch end, and the best-dev weights kept in CPU memory
 and loaded back at the end. A fit can be checkpointed and resumed at any step with identical results:
-shuffles are seeded per epoch and dropout per step. On a CPU a step can be split into shards computed
-side by side on threads (`FitConfig.step_shards`, distillation fits only).
+shuffles are seeded per epoch and dropout per step.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +22,7 @@ import torch
 
 from trans_encoder_core.allocator import keep_heap
 from trans_encoder_core.config import FitConfig
-from trans_encoder_core.dropout import fast_dropout, masks_from
+from trans_encoder_core.dropout import fast_dropout
 from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision, step_seed
 
 logger = logging.getLogger(__name__)
@@ -132,62 +130,6 @@ def epoch_order(n_examples: int, seed: int, epoch: int) -> np.ndarray:
     return torch.randperm(n_examples, generator=gen).numpy()
 
 
-def shard_indices(idx: np.ndarray, shards: int) -> list[np.ndarray]:
-    """A batch split into at most `shards` contiguous, non-empty parts of near-equal size."""
-    return [part for part in np.array_split(idx, max(1, min(shards, len(idx)))) if len(part)]
-
-
-def shard_seed(step: int, shard: int) -> int:
-    """The dropout seed of one shard of a step, from that step's seed (`step_seed`)."""
-    return (step * 31 + shard + 1) % (2**63 - 1)
-
-
-def sharded_gradients(
-    module: torch.nn.Module,
-    step_loss: StepLoss,
-    idx: np.ndarray,
-    *,
-    shards: int,
-    seed: int,
-    precision: str,
-    pool: ThreadPoolExecutor,
-) -> torch.Tensor:
-    """Set `module`'s gradients to those of `step_loss(idx)`, computed as shards side by side.
-
-    Each shard runs on a worker thread with one torch thread, under the training precision's autocast,
-    drawing its dropout masks from its own generator (`shard_seed(seed, i)`); its loss is weighted by
-    its share of the batch, so for a mean-over-examples loss the summed gradients are the batch's up to
-    float rounding. Gradients are summed in shard order, so the result does not depend on which thread
-    finishes first. Returns the batch loss (the weighted shard losses' sum).
-    """
-    device = next(module.parameters()).device
-    params = [p for p in module.parameters() if p.requires_grad]
-    parts = shard_indices(idx, shards)
-
-    def work(i: int, part: np.ndarray) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
-        torch.set_num_threads(1)  # this worker's OpenMP count
-        generator = torch.Generator(device=device).manual_seed(shard_seed(seed, i))
-        with masks_from(generator), autocast(precision, device):
-            loss = step_loss(part) * (len(part) / len(idx))
-        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
-
-    threads = torch.get_num_threads()
-    try:
-        results = [f.result() for f in [pool.submit(work, i, part) for i, part in enumerate(parts)]]
-    finally:
-        torch.set_num_threads(threads)  # the optimiser step runs on the caller's threads
-    for j, param in enumerate(params):
-        total = None
-        for _, grads in results:
-            if grads[j] is not None:
-                total = grads[j] if total is None else total.add_(grads[j])
-        param.grad = total
-    loss = results[0][0].float()
-    for shard_loss, _ in results[1:]:
-        loss = loss + shard_loss.float()
-    return loss
-
-
 def fit(
     module: torch.nn.Module,
     n_examples: int,
@@ -200,7 +142,6 @@ def fit(
     resume: TrainState | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
     eval_autocast: bool | None = None,
-    shardable: bool = False,
 ) -> TrainResult:
     """Train `module` on `n_examples` examples; `step_loss(indices)` returns the batch loss.
 
@@ -209,22 +150,14 @@ def fit(
     before returning (on the CPU its `model` tensors are the live weights, released afterwards).
     `eval_autocast` (default: `cfg.eval_autocast`) runs `evaluate` under the training precision's
     autocast (e.g. bf16 inference when training uses bf16); off, evaluation computes as the scorer
-    itself does (fp32 by default). `shardable` says that `step_loss` is a mean of per-example losses, as
-    `cfg.step_shards` > 1 requires.
+    itself does (fp32 by default).
     """
     eval_autocast = cfg.eval_autocast if eval_autocast is None else eval_autocast
     keep_heap()  # steps reuse freed memory instead of page-faulting fresh mappings (exact)
     if n_examples < 1:
         raise ValueError("Training expects at least one example, got 0; check the pair table.")
-    if cfg.step_shards > 1 and not shardable:
-        raise ValueError(
-            f"step_shards={cfg.step_shards} applies to the distillation fits (a mean of per-pair losses); "
-            "this fit's loss compares the examples of a batch with each other and does not split: set "
-            "its step_shards to 1."
-        )
     device = next(module.parameters()).device
     precision = resolve_precision(cfg.precision, device)
-    shards = cfg.step_shards if device.type == "cpu" else 1  # accelerators run a batch as one
     steps_per_epoch = math.ceil(n_examples / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     optimizer = make_optimizer(module, cfg)
@@ -260,27 +193,18 @@ def fit(
             state.model, state.optimizer = {}, {}  # serialised: do not hold a second copy
 
     drops = fast_dropout(module) if cfg.fast_dropout else contextlib.nullcontext()
-    pool = ThreadPoolExecutor(shards, thread_name_prefix="te-shards") if shards > 1 else None
-    threads = torch.get_num_threads()
-    with drops, pool or contextlib.nullcontext():
+    with drops:
         module.train()
         for epoch in range(state.global_step // steps_per_epoch, cfg.epochs):
             order = epoch_order(n_examples, cfg.seed, epoch)
             for step in range(state.global_step - epoch * steps_per_epoch, steps_per_epoch):
                 # a stop keeps the last checkpoint as the resume point
                 check_stop(f"training step {state.global_step + 1}")
-                seed = step_seed(cfg.seed, state.global_step)
-                torch.manual_seed(seed)
+                torch.manual_seed(step_seed(cfg.seed, state.global_step))
                 idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                if pool is not None:
-                    loss = sharded_gradients(
-                        module, step_loss, idx, shards=shards, seed=seed, precision=precision, pool=pool
-                    )
-                    _update(module, optimizer, None, cfg.max_grad_norm)
-                else:
-                    with autocast(precision, device):
-                        loss = step_loss(idx)
-                    _backward_step(module, loss, optimizer, scaler, cfg.max_grad_norm)
+                with autocast(precision, device):
+                    loss = step_loss(idx)
+                _backward_step(module, loss, optimizer, scaler, cfg.max_grad_norm)
                 scheduler.step()
                 state.global_step += 1
                 state.losses.append(float(loss.detach()))
@@ -291,7 +215,6 @@ def fit(
                     run_eval(epoch, step + 1)
                 if last or (checkpoint_steps and state.global_step % checkpoint_steps == 0):
                     save_checkpoint()
-    torch.set_num_threads(threads)  # shard workers set their own count (torch's default for new threads)
     if state.best_model is not None:
         module.load_state_dict(state.best_model)
     module.eval()
@@ -314,23 +237,14 @@ def _backward_step(
     scaler: torch.amp.GradScaler | None,
     max_grad_norm: float,
 ) -> None:
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    _update(module, optimizer, scaler, max_grad_norm)
-
-
-def _update(
-    module: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    max_grad_norm: float,
-) -> None:
-    """Clip the gradients, step the optimiser and clear the gradients."""
     if scaler is not None:
+        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
     else:
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
