@@ -70,7 +70,10 @@ def test_keys_and_bytes_equal_the_old_flows(
     summary = run_new(name, models, store, data)
     assert not summary["all_cached"]  # computed here, in an empty store
     got = committed_digests(store)
-    assert sorted(got) == sorted(pinned), "stage keys differ from the pre-merge flows"
+    assert sorted(got) == sorted(pinned), (
+        f"stage keys differ from the pre-merge flows ({SIGNATURE}; {library_versions()}): a CPU whose "
+        "kernels round differently, or a library release that computes differently, shows here"
+    )
     changed = sorted(k for k in got if got[k] != pinned[k])
     assert not changed, (
         f"outputs differ from the pre-merge flows: {changed} ({SIGNATURE}; {library_versions()}: a library "
