@@ -22,6 +22,9 @@ from flows.cli_distill import register_distill  # noqa: E402
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "trans_encoder_core,trans_encoder")
+# The core also logs outside flow runs (e.g. assembling a packaged model before a flow starts): those
+# records belong on the console only, not in a UserWarning that no flow run could receive them.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
