@@ -25,9 +25,12 @@ mpnet: install
 demo: install
 	$(VENV)/bin/trans-encoder self-distill --preset quick --run-name quick-demo
 
+# Two pytest-xdist workers: the tests are single-threaded or wait on subprocesses, so one process keeps
+# one core busy; tests/conftest.py groups them by module (TEST_WORKERS=0 runs them in this process).
+TEST_WORKERS ?= 2
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
-	@$(VENV)/bin/python -m pytest -q; rc=$$?; \
+	@$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The slow tests on the real packaged models (SimCSE sanity, the MPNet parts): minutes each.

@@ -13,6 +13,11 @@ from tests.tiny_data import MISSING_DATA_REASON, write_tiny_stsb
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per xdist worker (and its subprocesses): with two workers on two cores, a second
+    # OpenMP thread per process only spins waiting for a core (see "running the suite" below).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -63,6 +68,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             file=sys.stderr,
         )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- running the suite on several workers (pytest-xdist, `make test`) --------------------------------
+# Nearly every test runs torch on one thread or waits on a subprocess, so one process keeps about one
+# core busy (serially on 2 AVX2 cores: 1,224 s wall, 1,313 s user CPU). `make test` runs two xdist
+# workers with `--dist loadgroup` (576-606 s there); this hook gives every test a group:
+# - its module, unless the module names one (`pytestmark = pytest.mark.xdist_group("...")`): module
+#   and session fixtures are then built once per module, not once per worker;
+# - modules that share a session fixture's costly result (the crash-safety reference run) name the
+#   same group, so they run on one worker and share it.
+# The order groups are handed out in hardly matters: the largest group (that reference, ~290 s) is
+# under half of the whole (~1,180 s), and xdist hands the next group to whichever worker is free.
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The group a test runs in: the one its module (or the test) names, else its module's path."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    return item.nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into scheduling scopes
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
 
 
 def _spread_weights(folder: Path, std: float = 0.4, seed: int = 0) -> Path:
