@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from trans_encoder_core.allocator import keep_heap
-from trans_encoder_core.blocked_adamw import BlockedAdamW, blocked_adamw_enabled
 from trans_encoder_core.config import FitConfig
 from trans_encoder_core.dropout import fast_dropout
 from trans_encoder_core.runtime import autocast, check_stop, eval_mode, resolve_precision, step_seed
@@ -109,12 +108,9 @@ def make_optimizer(module: torch.nn.Module, cfg: FitConfig) -> torch.optim.AdamW
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    if cfg.fused_optimizer:  # torch's fused kernel, on CPU and GPU alike (other rounding: an option)
-        return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True)
-    # torch's default step (foreach on GPUs, one tensor at a time on the CPU); on the CPU computed in
-    # cache-sized blocks, bit for bit the same (blocked_adamw.py)
-    optimizer = BlockedAdamW if blocked_adamw_enabled() else torch.optim.AdamW
-    return optimizer(groups, lr=cfg.learning_rate, eps=cfg.adam_eps)
+    # fused=None keeps torch's default (foreach); True is the fused kernel, on CPU and GPU alike.
+    fused = True if cfg.fused_optimizer else None
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, eps=cfg.adam_eps, fused=fused)
 
 
 def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
