@@ -25,8 +25,9 @@ mpnet: install
 demo: install
 	$(VENV)/bin/trans-encoder self-distill --preset quick --run-name quick-demo
 
-# Two pytest-xdist workers: the tests are single-threaded or wait on subprocesses, so one process keeps
-# one core busy; tests/conftest.py groups them by module (TEST_WORKERS=0 runs them in this process).
+# Two pytest-xdist workers, one torch thread each: a test runs tiny models or waits on a subprocess, so
+# one process keeps about one core busy; tests/conftest.py groups the tests by module (TEST_WORKERS=0
+# runs them all in this process, with torch's default threads).
 TEST_WORKERS ?= 2
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
