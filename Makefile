@@ -31,7 +31,7 @@ demo: install
 TEST_WORKERS ?= 2
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
-	@$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup; rc=$$?; \
+	@$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The slow tests on the real packaged models (SimCSE sanity, the MPNet parts): minutes each.

@@ -73,30 +73,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # -- running the suite on several workers (pytest-xdist, `make test`) --------------------------------
 # Nearly every test runs torch on one thread or waits on a subprocess, so one process keeps about one
 # core busy (serially on 2 AVX2 cores: 1,224 s wall, 1,313 s user CPU). `make test` runs two xdist
-# workers with `--dist loadgroup` (576-606 s there); this hook gives every test a group:
-# - its module, unless the module names one (`pytestmark = pytest.mark.xdist_group("...")`): module
-#   and session fixtures are then built once per module, not once per worker;
-# - modules that share a session fixture's costly result (the crash-safety reference run) name the
-#   same group, so they run on one worker and share it.
-# The order groups are handed out in hardly matters: the largest group (that reference, ~290 s) is
-# under half of the whole (~1,180 s), and xdist hands the next group to whichever worker is free.
+# workers with `--dist loadscope`, whose scheduler this hook replaces by one that hands out groups:
+# - a module's tests together, so module and session fixtures are built once, not once per worker;
+# - the modules that share the session's crash-safety reference run as one group: one worker, one run.
+# (xdist's own `--dist loadgroup` marks do not group under pytest 9.2: xdist writes the group into
+# `item._nodeid`, which pytest no longer reads; pytest-xdist issue #1386.)
+SHARED_REFERENCE_MODULES = (
+    "tests/flows/test_crash_safety.py",
+    "tests/flows/test_concurrency.py",
+    "tests/flows/test_s3_store.py",
+)
 
 
-def xdist_group_of(item: pytest.Item) -> str:
-    """The group a test runs in: the one its module (or the test) names, else its module's path."""
-    mark = item.get_closest_marker("xdist_group")
-    if mark is not None:
-        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
-    return item.nodeid.split("::", 1)[0]
+def xdist_group_of(nodeid: str) -> str:
+    """The group a test runs in: its module, or one group for the modules sharing the reference run."""
+    module = nodeid.split("::", 1)[0]
+    return "crash-reference-run" if module in SHARED_REFERENCE_MODULES else module
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into scheduling scopes
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getoption("dist", "no") != "loadscope":
+        return None  # xdist's own scheduler for the other modes
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    return ModuleGroups(config, log)
 
 
 def _spread_weights(folder: Path, std: float = 0.4, seed: int = 0) -> Path:

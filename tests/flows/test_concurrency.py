@@ -28,7 +28,6 @@ import pytest
 from tasks.hooks import HOOK_ENV
 from tasks.store import Store
 from tests.flows.test_crash_safety import (
-    REFERENCE_GROUP,
     CliRun,
     Reference,
     artifact_bytes,
@@ -45,8 +44,6 @@ from tests.flows.test_crash_safety import (
     subprocess_env,
     tiny_cli_args,
 )
-
-pytestmark = REFERENCE_GROUP  # with test_crash_safety: one worker, one reference run
 
 PAIR = ("same-1", "same-2")
 

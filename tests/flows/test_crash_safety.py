@@ -282,9 +282,6 @@ class Reference:
 
 
 _REFERENCE: dict[tuple[str, ...], Reference] = {}
-# The modules that use `reference` run on one xdist worker, which computes it once (tests/conftest.py).
-REFERENCE_GROUP = pytest.mark.xdist_group("crash-reference-run")
-pytestmark = REFERENCE_GROUP
 
 
 def reference_run(root: Path, model: Path, data: Path) -> Reference:

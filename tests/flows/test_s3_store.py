@@ -22,7 +22,6 @@ from flows.distill import distill
 from tasks.store import COMMIT_FILE, Store
 from tests.flows.conftest import EXAMPLE_PAIRS, only_model
 from tests.flows.test_crash_safety import (
-    REFERENCE_GROUP,
     Kill,
     Reference,
     killed_where,
@@ -36,8 +35,6 @@ from tests.s3 import MotoS3, download_cache, moto_s3  # noqa: F401
 from tests.test_security import unsafe_artifact_files
 from trans_encoder_core import encoders
 from trans_encoder_core.config import BiEncoderConfig, CrossEncoderConfig, bi_fit_defaults, cross_fit_defaults
-
-pytestmark = REFERENCE_GROUP  # with test_crash_safety: one worker, one reference run
 
 DEBUG_LOGGERS = ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "tasks", "trans_encoder")
 
