@@ -96,13 +96,6 @@ def _time_field(text: str, name: str) -> float:
     return float(value)
 
 
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> dict[str, Any]:
     store, summary = work / f"store-{name}", work / f"summary-{name}.json"
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "self-distill", "--preset", "paper"]
@@ -140,6 +133,15 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
         "stages": [{k: s[k] for k in ("name", "cycle", "seconds")} for s in report["stages"]],
         "startup_s": round(first - started, 2),
     }
+
+
+def _machine() -> dict[str, Any]:
+    """The CPU's identity (family and model tell apart machines that all say "AMD EPYC"), the
+    instruction set torch uses and whether bf16 is native: `trans_encoder_core.machine`."""
+    sys.path.insert(0, str(ROOT))
+    from trans_encoder_core.machine import machine_info
+
+    return machine_info()
 
 
 def matmul_gflops(threads: int = 2, size: int = 2048) -> dict[str, Any]:
@@ -210,7 +212,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-            "cpu": _cpu_model(),
+            **_machine(),
             "matmul_gflops": gflops,
         },
         "commit": commit,  # read before the runs: the code they ran

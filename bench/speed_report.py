@@ -6,7 +6,6 @@ import argparse
 import os
 import platform
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from speed_common import BATCH, KIND, LENGTH, LR, REPO_ROOT, WARMUP_RATIO
@@ -144,27 +143,24 @@ def settings(args: argparse.Namespace, sizes: dict[str, Any]) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU count/affinity/model, torch threads, load average, GPU name."""
+    """Platform, CPU count/affinity, torch threads, load average, and the core's machine record (CPU
+    family and model, torch's instruction set, native bf16, GPU: `trans_encoder_core.machine`)."""
     import torch
 
-    info: dict[str, Any] = {
+    from trans_encoder_core.machine import machine_info as core_machine_info
+
+    core = core_machine_info()
+    return {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_affinity": core["cores"],
         "torch_threads_default": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": core["gpu"],
+        "cpu_model": core["cpu"].get("model_name"),
+        **{k: core[k] for k in ("cpu", "torch_cpu_capability", "cpu_bf16_native")},
     }
-    try:
-        info["cpu_model"] = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    return info
 
 
 def versions() -> dict[str, Any]:

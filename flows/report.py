@@ -25,6 +25,7 @@ from tasks.artifacts import LABELS_FILE, read_table
 from tasks.eval_sets import DEV
 from tasks.evaluate import DEV_TASK
 from tasks.store import Store
+from trans_encoder_core.machine import machine_info
 from trans_encoder_core.selection import KINDS, label_agreement
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ def build_summary(cfg: Any, store: Store, outcome: dict[str, Any]) -> dict[str, 
         "eval_sets": eval_sets_info(data, outcome.get("own_sets")),
         "all_cached": all(s["cached"] for _, s in log),
         "versions": _versions(),
+        # the flow's machine (with --dask the per-PLM stages ran on the workers): stage seconds compare
+        # only between runs on the same kind of CPU or GPU
+        "machine": machine_info(),
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from tasks.store import Store
 from tests.flows.conftest import only_model, stage_runs, with_plm
 from tests.tiny_data import spearman_x100
 from trans_encoder_core import encoders
+from trans_encoder_core.machine import machine_info
 
 
 def _best_scores(summary: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +48,8 @@ def test_second_run_is_fully_cached_and_loads_no_model(
     assert {"stages", "models", "config"} <= set(summary) and not summary["ensembles"]
     assert {"start", "cycles", "best"} <= set(only_model(summary))
     assert {"name", "cycle", "cached", "seconds"} <= set(summary["stages"][0])
+    # the machine its seconds were measured on, as the core reads it
+    assert summary["machine"] == json.loads(json.dumps(machine_info()))
 
 
 def test_config_change_recomputes_only_affected_stages(make_config: Any) -> None:
