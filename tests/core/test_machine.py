@@ -9,15 +9,7 @@ from trans_encoder_core.runtime import cpu_has_native_bf16
 
 # Abridged /proc/cpuinfo of two 2-core VMs that both say "AMD EPYC" (the flags lists cut short) and of
 # an Intel machine with AMX.
-ZEN4 = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model\t\t: 17
-model name\t: AMD EPYC
-stepping\t: 1
-flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16 avx512_vnni
-
-processor\t: 1
+ZEN4_CORE = """processor\t: {n}
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
 model\t\t: 17
@@ -25,6 +17,7 @@ model name\t: AMD EPYC
 stepping\t: 1
 flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16 avx512_vnni
 """
+ZEN4 = ZEN4_CORE.format(n=0) + "\n" + ZEN4_CORE.format(n=1)  # one block per core, as Linux lists them
 AVX2_ONLY = """processor\t: 0
 vendor_id\t: AuthenticAMD
 cpu family\t: 23
