@@ -135,15 +135,6 @@ def run_variant(name: str, pairs: Path, data: Path, work: Path, seed: int) -> di
     }
 
 
-def _machine() -> dict[str, Any]:
-    """The CPU's identity (family and model tell apart machines that all say "AMD EPYC"), the
-    instruction set torch uses and whether bf16 is native: `trans_encoder_core.machine`."""
-    sys.path.insert(0, str(ROOT))
-    from trans_encoder_core.machine import machine_info
-
-    return machine_info()
-
-
 def matmul_gflops(threads: int = 2, size: int = 2048) -> dict[str, Any]:
     """2048x2048 matmul throughput with 2 threads, fp32 and bf16: how this machine compares with the
     one the official figures were measured on (../shared/docs/baselines.md: ~100 and ~400 GFLOP/s).
@@ -205,6 +196,8 @@ def main() -> None:
                 f"startup {r['startup_s']:.1f} s",
                 flush=True,
             )
+    from trans_encoder_core.machine import machine_info  # importable: matmul_gflops put ROOT on the path
+
     result = {
         "pairs": n_pairs,
         "official": OFFICIAL,
@@ -212,7 +205,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-            **_machine(),
+            **machine_info(),  # family and model tell apart CPUs that all say "AMD EPYC"
             "matmul_gflops": gflops,
         },
         "commit": commit,  # read before the runs: the code they ran

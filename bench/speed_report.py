@@ -143,23 +143,19 @@ def settings(args: argparse.Namespace, sizes: dict[str, Any]) -> dict[str, Any]:
 
 
 def machine_info() -> dict[str, Any]:
-    """Platform, CPU count/affinity, torch threads, load average, and the core's machine record (CPU
-    family and model, torch's instruction set, native bf16, GPU: `trans_encoder_core.machine`)."""
+    """Platform, CPU count, torch threads, load average, and the core's machine record (CPU family
+    and model, usable cores, torch's instruction set, native bf16, GPU: `trans_encoder_core.machine`)."""
     import torch
 
     from trans_encoder_core.machine import machine_info as core_machine_info
 
-    core = core_machine_info()
     return {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
-        "cpu_affinity": core["cores"],
         "torch_threads_default": torch.get_num_threads(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "cuda": core["gpu"],
-        "cpu_model": core["cpu"].get("model_name"),
-        **{k: core[k] for k in ("cpu", "torch_cpu_capability", "cpu_bf16_native")},
+        **core_machine_info(),
     }
 
 
